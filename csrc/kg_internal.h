@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * kg_internal.h - dataplane state shared by the C files (never by Python).
+ *
+ * Ownership: every field says who writes (w) and who reads (r).
+ *   ctl    = the control thread (Python main thread, via cffi)
+ *   setup  = the dataplane thread before kg_run() launches the lcores
+ *   rx/tx/exc = the rx, tx or exception lcore of that port
+ */
+#ifndef KG_INTERNAL_H
+#define KG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "kni_gw.h"
+
+#define KG_BURST_MAX 64
+#define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
+
+_Static_assert(KG_DROP_MAX == 8, "kg_port_counters.drops[] size");
+
+struct kg_port {
+	uint16_t port_id;     /* setup: w */
+	uint16_t exc_port_id; /* setup: w; the vEthN ethdev */
+	uint16_t lcore_rx, lcore_tx, lcore_exc; /* setup: w */
+	bool restartable;     /* setup: w; false when stop cannot be undone */
+	bool started;         /* ctl: w (atomic), lcores: r (atomic) */
+	bool admin_up;        /* ctl: w (atomic), lcores: r (atomic) */
+	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
+	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
+	char ifname[KG_IFNAMSIZ];
+	char exc_name[48];    /* vdev name of the vEthN device */
+};
+
+/* What one lcore does: the ports whose rx, tx and exception work it runs. */
+struct kg_lcore {
+	uint16_t n_rx, n_tx, n_exc;  /* setup: w, lcore: r */
+	uint8_t rx[KG_MAX_PORTS];    /* indexes into kg_dp.port[] */
+	uint8_t tx[KG_MAX_PORTS];
+	uint8_t exc[KG_MAX_PORTS];
+	bool active;
+};
+
+/* Per-lcore counters: one cache-aligned block per lcore, written by that
+ * lcore only, read (snapshot, relaxed loads) by ctl. */
+struct kg_lcore_stats {
+	struct kg_port_counters port[KG_MAX_PORTS];
+} __rte_cache_aligned;
+
+struct kg_dp {
+	unsigned int nb_ports;                /* setup: w */
+	struct kg_port port[KG_MAX_PORTS];
+	struct kg_lcore lcore[RTE_MAX_LCORE]; /* setup: w */
+	struct rte_mempool *pool;             /* setup: w */
+	struct rte_rcu_qsbr *qsbr;            /* lcores report quiescence, ctl waits */
+	unsigned int burst;                   /* setup: w */
+	unsigned int idle_sleep_us;           /* setup: w */
+	bool stop;                            /* ctl: w, lcores: r (atomic) */
+	bool eal_ready;                       /* setup: w */
+	bool running;                         /* dataplane thread: w, ctl: r */
+};
+
+extern struct kg_dp kg;
+extern struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
+
+/* lcore.c */
+int kg_lcore_loop(void *arg);
+
+/* port.c */
+int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
+void kg_port_close_all(void);
+void kg_quiesce(void);
+
+/* classify.c: verdict for one frame (KG_VERDICT_*). */
+int kg_classify(const unsigned char *frame, unsigned int len,
+		unsigned short *out_port, int *reason);
+
+#define kg_err(err, errlen, ...) snprintf((err), (errlen), __VA_ARGS__)
+
+#endif /* KG_INTERNAL_H */

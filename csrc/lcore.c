@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * lcore.c - the polling loop: rx stage, exception stage, tx stage.
+ *
+ * One loop serves every role an lcore was given by --config. No system
+ * call, printf or log in here, except the bounded idle back-off sleep and
+ * the I/O the exception backend does by nature (TAP read/write).
+ *
+ * Accounting: every mbuf that enters is either handed to a fifo or device
+ * (which then owns it) or freed here and counted under a drop reason.
+ */
+#include <time.h>
+
+#include "kg_internal.h"
+
+#define load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+
+/* Counter writes: the owning lcore is the only writer, so a plain add is
+ * race-free; the store is done with relaxed atomics so that the control
+ * thread's snapshot never reads a torn value. */
+static inline void
+ctr_add(unsigned long long *c, uint64_t v)
+{
+	__atomic_store_n(c, *c + v, __ATOMIC_RELAXED);
+}
+
+static inline void
+drop_bulk(struct kg_port_counters *c, int reason, struct rte_mbuf **m,
+	  unsigned int n)
+{
+	if (n == 0)
+		return;
+	rte_pktmbuf_free_bulk(m, n);
+	ctr_add(&c->drops[reason], n);
+}
+
+/* Enqueue n mbufs to a fifo; free and count what did not fit. */
+static inline unsigned int
+fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
+	 struct kg_port_counters *c, int reason)
+{
+	unsigned int done;
+
+	if (n == 0)
+		return 0;
+	done = rte_ring_enqueue_burst(r, (void **)m, n, NULL);
+	drop_bulk(c, reason, m + done, n - done);
+	return done;
+}
+
+/* rx stage: port -> classify -> to_kernel fifo | egress tx fifo | drop. */
+static unsigned int
+stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
+{
+	struct rte_mbuf *pkts[KG_BURST_MAX];
+	struct rte_mbuf *punt[KG_BURST_MAX];
+	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
+	unsigned int n_fwd[KG_MAX_PORTS];
+	unsigned int n_punt = 0, i, nb, out;
+	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	uint64_t bytes = 0;
+	uint32_t fwd_mask = 0;
+
+	if (!load_relaxed(&p->started))
+		return 0;
+	nb = rte_eth_rx_burst(p->port_id, 0, pkts, kg.burst);
+	if (nb == 0)
+		return 0;
+	for (i = 0; i < nb; i++)
+		bytes += pkts[i]->pkt_len;
+	ctr_add(&c->rx_packets, nb);
+	ctr_add(&c->rx_bytes, bytes);
+
+	if (unlikely(!load_relaxed(&p->admin_up))) {
+		/* vEthN is down: the port takes no traffic. Only ports that
+		 * cannot be stopped and restarted get here. */
+		drop_bulk(c, KG_DROP_PORT_DOWN_RX, pkts, nb);
+		return nb;
+	}
+
+	for (i = 0; i < nb; i++) {
+		struct rte_mbuf *m = pkts[i];
+		unsigned short egress = 0;
+		int reason = 0;
+		int v;
+
+		v = kg_classify(rte_pktmbuf_mtod(m, const unsigned char *),
+				rte_pktmbuf_data_len(m), &egress, &reason);
+		if (likely(v == KG_VERDICT_PUNT)) {
+			punt[n_punt++] = m;
+		} else if (v == KG_VERDICT_FORWARD && egress < kg.nb_ports) {
+			if (!(fwd_mask & (1u << egress))) {
+				fwd_mask |= 1u << egress;
+				n_fwd[egress] = 0;
+			}
+			fwd[egress][n_fwd[egress]++] = m;
+		} else {
+			rte_pktmbuf_free(m);
+			if ((unsigned int)reason >= KG_DROP_MAX)
+				reason = KG_DROP_MALFORMED;
+			ctr_add(&c->drops[reason], 1);
+		}
+	}
+
+	out = fifo_put(p->to_kernel, punt, n_punt, c, KG_DROP_TO_KERNEL_FULL);
+	ctr_add(&c->to_kernel, out);
+	while (fwd_mask) {
+		unsigned int e = __builtin_ctz(fwd_mask);
+
+		fwd_mask &= fwd_mask - 1;
+		out = fifo_put(kg.port[e].tx, fwd[e], n_fwd[e], c,
+			       KG_DROP_FWD_FIFO_FULL);
+		ctr_add(&c->forwarded, out);
+	}
+	return nb;
+}
+
+/* exception stage: to_kernel fifo -> vEthN, and vEthN -> tx fifo. */
+static unsigned int
+stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi)
+{
+	struct rte_mbuf *pkts[KG_BURST_MAX];
+	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	unsigned int n, sent, work = 0;
+
+	n = rte_ring_dequeue_burst(p->to_kernel, (void **)pkts, kg.burst, NULL);
+	if (n) {
+		sent = rte_eth_tx_burst(p->exc_port_id, 0, pkts, n);
+		ctr_add(&c->kernel_tx, sent);
+		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, n - sent);
+		work += n;
+	}
+
+	n = rte_eth_rx_burst(p->exc_port_id, 0, pkts, kg.burst);
+	if (n) {
+		ctr_add(&c->from_kernel, n);
+		fifo_put(p->tx, pkts, n, c, KG_DROP_KERNEL_FIFO_FULL);
+		work += n;
+	}
+	return work;
+}
+
+/* tx stage: tx fifo -> port. The only writer of the port's tx queue. */
+static unsigned int
+stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
+{
+	struct rte_mbuf *pkts[KG_BURST_MAX];
+	uint32_t len[KG_BURST_MAX];
+	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	unsigned int n, i, sent;
+	uint64_t bytes = 0;
+
+	n = rte_ring_dequeue_burst(p->tx, (void **)pkts, kg.burst, NULL);
+	if (n == 0)
+		return 0;
+	if (unlikely(!load_relaxed(&p->admin_up) ||
+		     !load_relaxed(&p->started))) {
+		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
+		return n;
+	}
+	for (i = 0; i < n; i++)
+		len[i] = pkts[i]->pkt_len;
+	sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
+	for (i = 0; i < sent; i++)
+		bytes += len[i];
+	ctr_add(&c->tx_packets, sent);
+	ctr_add(&c->tx_bytes, bytes);
+	drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
+	return n;
+}
+
+static void
+idle_sleep(unsigned int us)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)us * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+int
+kg_lcore_loop(void *arg)
+{
+	unsigned int lcore = rte_lcore_id();
+	const struct kg_lcore *lc = &kg.lcore[lcore];
+	unsigned int idle = 0, sleep_us = 1, i;
+	const unsigned int max_sleep = kg.idle_sleep_us;
+
+	(void)arg;
+	if (!lc->active)
+		return 0;
+
+	rte_rcu_qsbr_thread_register(kg.qsbr, lcore);
+	rte_rcu_qsbr_thread_online(kg.qsbr, lcore);
+
+	while (!load_acquire(&kg.stop)) {
+		unsigned int work = 0;
+
+		for (i = 0; i < lc->n_rx; i++)
+			work += stage_rx(lcore, &kg.port[lc->rx[i]], lc->rx[i]);
+		for (i = 0; i < lc->n_exc; i++)
+			work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i]);
+		for (i = 0; i < lc->n_tx; i++)
+			work += stage_tx(lcore, &kg.port[lc->tx[i]], lc->tx[i]);
+
+		/* Nothing of the shared state read above is held past here. */
+		rte_rcu_qsbr_quiescent(kg.qsbr, lcore);
+
+		if (work) {
+			idle = 0;
+			sleep_us = 1;
+			continue;
+		}
+		if (max_sleep == 0 || ++idle < KG_IDLE_SPINS)
+			continue;
+		/* Idle back-off: offline while asleep, so that a control
+		 * operation waiting for quiescence never waits for a sleeper. */
+		rte_rcu_qsbr_thread_offline(kg.qsbr, lcore);
+		idle_sleep(sleep_us);
+		rte_rcu_qsbr_thread_online(kg.qsbr, lcore);
+		sleep_us = RTE_MIN(sleep_us * 2, max_sleep);
+	}
+
+	rte_rcu_qsbr_thread_offline(kg.qsbr, lcore);
+	rte_rcu_qsbr_thread_unregister(kg.qsbr, lcore);
+	return 0;
+}

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * port.c - wire ports, their vEthN exception devices and fifos, and the
+ * control operations that keep a port in step with its vEthN
+ * (what KNI's config_network_if / change_mtu / config_mac_address did).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_malloc.h>
+
+#include "kg_internal.h"
+
+#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* Drivers whose dev_stop cannot be undone by dev_start: net_af_packet
+ * closes its sockets in dev_stop and never reopens them. Such a port stays
+ * started; while its vEthN is down the rx lcore drains it and counts the
+ * frames as port_down. */
+static bool
+driver_restartable(const char *driver)
+{
+	return strcmp(driver, "net_af_packet") != 0;
+}
+
+static struct kg_port *
+port_by_id(uint16_t port_id)
+{
+	unsigned int i;
+
+	for (i = 0; i < kg.nb_ports; i++)
+		if (kg.port[i].port_id == port_id)
+			return &kg.port[i];
+	return NULL;
+}
+
+static int
+queues_setup(uint16_t pid, unsigned int rx_desc, unsigned int tx_desc,
+	     bool scatter, char *err, unsigned int errlen, const char *what)
+{
+	struct rte_eth_dev_info info;
+	struct rte_eth_conf conf;
+	uint16_t nb_rxd = rx_desc, nb_txd = tx_desc;
+	int ret;
+
+	memset(&conf, 0, sizeof(conf));
+	ret = rte_eth_dev_info_get(pid, &info);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot read device info: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (scatter && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER))
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+	ret = rte_eth_dev_configure(pid, 1, 1, &conf);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot configure: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nb_rxd, &nb_txd);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: bad descriptor counts: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	ret = rte_eth_rx_queue_setup(pid, 0, nb_rxd, rte_eth_dev_socket_id(pid),
+				     NULL, kg.pool);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot set up rx queue: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	ret = rte_eth_tx_queue_setup(pid, 0, nb_txd, rte_eth_dev_socket_id(pid),
+				     NULL);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot set up tx queue: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+/* Create vEthN through the backend, with the wire port's MAC and MTU. */
+static int
+exc_create(struct kg_port *p, int backend, const struct kg_config *cfg,
+	   char *err, unsigned int errlen)
+{
+	struct rte_ether_addr mac;
+	char args[256], macs[RTE_ETHER_ADDR_FMT_SIZE];
+	uint16_t mtu = RTE_ETHER_MTU;
+	int ret;
+
+	rte_eth_macaddr_get(p->port_id, &mac);
+	rte_ether_format_addr(macs, sizeof(macs), &mac);
+	rte_eth_dev_get_mtu(p->port_id, &mtu);
+
+	if (backend == KG_BACKEND_VIRTIO_USER) {
+		snprintf(p->exc_name, sizeof(p->exc_name), "virtio_user_kg%u",
+			 p->port_id);
+		snprintf(args, sizeof(args),
+			 "path=/dev/vhost-net,iface=%s,mac=%s,queues=1,queue_size=%u",
+			 p->ifname, macs, cfg->rx_desc);
+	} else {
+		snprintf(p->exc_name, sizeof(p->exc_name), "net_tap_kg%u",
+			 p->port_id);
+		snprintf(args, sizeof(args), "iface=%s,mac=%s", p->ifname, macs);
+	}
+	ret = rte_eal_hotplug_add("vdev", p->exc_name, args);
+	if (ret < 0) {
+		p->exc_name[0] = '\0';
+		kg_err(err, errlen, "cannot create %s (%s %s): %s", p->ifname,
+		       backend == KG_BACKEND_TAP ? "tap" : "virtio-user", args,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	ret = rte_eth_dev_get_port_by_name(p->exc_name, &p->exc_port_id);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: created but not found", p->ifname);
+		return ret;
+	}
+	ret = queues_setup(p->exc_port_id, cfg->rx_desc, cfg->tx_desc, true,
+			   err, errlen, p->ifname);
+	if (ret < 0)
+		return ret;
+	ret = rte_eth_dev_start(p->exc_port_id);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot start: %s", p->ifname,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	/* Not fatal: a backend may not let us set them. */
+	rte_eth_dev_set_mtu(p->exc_port_id, mtu);
+	/* vEthN starts down, as a KNI interface did: the operator brings it
+	 * up, and the port follows (kg_port_admin). */
+	rte_eth_dev_set_link_down(p->exc_port_id);
+	return 0;
+}
+
+static int
+port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
+	   unsigned int errlen)
+{
+	struct rte_eth_dev_info info;
+	char what[32];
+	int ret;
+
+	snprintf(what, sizeof(what), "port %u", p->port_id);
+	ret = rte_eth_dev_info_get(p->port_id, &info);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: %s", what, rte_strerror(-ret));
+		return ret;
+	}
+	p->restartable = driver_restartable(info.driver_name);
+	ret = queues_setup(p->port_id, cfg->rx_desc, cfg->tx_desc, false, err,
+			   errlen, what);
+	if (ret < 0)
+		return ret;
+	if (cfg->promisc) {
+		ret = rte_eth_promiscuous_enable(p->port_id);
+		if (ret < 0) {
+			kg_err(err, errlen, "%s: cannot enable promiscuous mode: %s",
+			       what, rte_strerror(-ret));
+			return ret;
+		}
+	}
+	ret = rte_eth_dev_start(p->port_id);
+	if (ret < 0) {
+		kg_err(err, errlen, "%s: cannot start: %s", what,
+		       rte_strerror(-ret));
+		return ret;
+	}
+	store_relaxed(&p->started, true);
+	return exc_create(p, cfg->backend, cfg, err, errlen);
+}
+
+static unsigned int
+tx_fifo_producers(unsigned int pi)
+{
+	bool seen[RTE_MAX_LCORE] = { false };
+	unsigned int i, n = 0;
+
+	/* vEthN -> port: the exception lcore of this port. */
+	seen[kg.port[pi].lcore_exc] = true;
+	n++;
+	/* fast path: any port's rx lcore may forward to this port. */
+	for (i = 0; i < kg.nb_ports; i++) {
+		if (!seen[kg.port[i].lcore_rx]) {
+			seen[kg.port[i].lcore_rx] = true;
+			n++;
+		}
+	}
+	return n;
+}
+
+static int
+fifos_setup(unsigned int pi, unsigned int size, char *err, unsigned int errlen)
+{
+	struct kg_port *p = &kg.port[pi];
+	char name[RTE_RING_NAMESIZE];
+	unsigned int flags;
+
+	snprintf(name, sizeof(name), "kg_tokern_%u", p->port_id);
+	p->to_kernel = rte_ring_create(name, size, rte_socket_id(),
+				       RING_F_SP_ENQ | RING_F_SC_DEQ);
+	flags = RING_F_SC_DEQ;
+	if (tx_fifo_producers(pi) == 1)
+		flags |= RING_F_SP_ENQ;
+	snprintf(name, sizeof(name), "kg_tx_%u", p->port_id);
+	p->tx = rte_ring_create(name, size, rte_socket_id(), flags);
+	if (p->to_kernel == NULL || p->tx == NULL) {
+		kg_err(err, errlen, "port %u: cannot create fifos of %u: %s",
+		       p->port_id, size, rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	return 0;
+}
+
+int
+kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < kg.nb_ports; i++) {
+		ret = fifos_setup(i, cfg->fifo_size, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	for (i = 0; i < kg.nb_ports; i++) {
+		ret = port_setup(&kg.port[i], cfg, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static void
+fifo_free(struct rte_ring **r)
+{
+	void *m;
+
+	if (*r == NULL)
+		return;
+	while (rte_ring_dequeue(*r, &m) == 0)
+		rte_pktmbuf_free(m);
+	rte_ring_free(*r);
+	*r = NULL;
+}
+
+void
+kg_port_close_all(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < kg.nb_ports; i++) {
+		struct kg_port *p = &kg.port[i];
+
+		if (p->exc_name[0]) {
+			rte_eth_dev_stop(p->exc_port_id);
+			rte_eth_dev_close(p->exc_port_id);
+			rte_eal_hotplug_remove("vdev", p->exc_name);
+			p->exc_name[0] = '\0';
+		}
+		if (rte_eth_dev_is_valid_port(p->port_id)) {
+			rte_eth_dev_stop(p->port_id);
+			rte_eth_dev_close(p->port_id);
+		}
+		p->started = false;
+		fifo_free(&p->to_kernel);
+		fifo_free(&p->tx);
+	}
+}
+
+/* Wait until every lcore has passed a quiescent point (or sleeps), so that
+ * none still acts on what the control thread has just changed. */
+void
+kg_quiesce(void)
+{
+	if (__atomic_load_n(&kg.running, __ATOMIC_ACQUIRE) && kg.qsbr)
+		rte_rcu_qsbr_synchronize(kg.qsbr, RTE_QSBR_THRID_INVALID);
+}
+
+int
+kg_port_admin(unsigned short port_id, int up)
+{
+	struct kg_port *p = port_by_id(port_id);
+	int ret;
+
+	if (p == NULL)
+		return -ENODEV;
+	if (!up) {
+		store_relaxed(&p->admin_up, false);
+		if (p->restartable && p->started) {
+			store_relaxed(&p->started, false);
+			kg_quiesce();
+			ret = rte_eth_dev_stop(p->port_id);
+			if (ret < 0)
+				return ret;
+		}
+		return 0;
+	}
+	if (!p->started) {
+		ret = rte_eth_dev_start(p->port_id);
+		if (ret < 0)
+			return ret;
+		store_relaxed(&p->started, true);
+	}
+	store_relaxed(&p->admin_up, true);
+	return 0;
+}
+
+int
+kg_port_set_mtu(unsigned short port_id, unsigned short mtu)
+{
+	struct kg_port *p = port_by_id(port_id);
+
+	if (p == NULL)
+		return -ENODEV;
+	return rte_eth_dev_set_mtu(p->port_id, mtu);
+}
+
+int
+kg_port_set_mac(unsigned short port_id, const unsigned char *mac)
+{
+	struct kg_port *p = port_by_id(port_id);
+	struct rte_ether_addr a;
+
+	if (p == NULL)
+		return -ENODEV;
+	memcpy(a.addr_bytes, mac, RTE_ETHER_ADDR_LEN);
+	if (!rte_is_valid_assigned_ether_addr(&a))
+		return -EINVAL;
+	return rte_eth_dev_default_mac_addr_set(p->port_id, &a);
+}
+
+int
+kg_port_promisc(unsigned short port_id, int on)
+{
+	struct kg_port *p = port_by_id(port_id);
+
+	if (p == NULL)
+		return -ENODEV;
+	return on ? rte_eth_promiscuous_enable(p->port_id) :
+		    rte_eth_promiscuous_disable(p->port_id);
+}
+
+int
+kg_port_allmulti(unsigned short port_id, int on)
+{
+	struct kg_port *p = port_by_id(port_id);
+
+	if (p == NULL)
+		return -ENODEV;
+	return on ? rte_eth_allmulticast_enable(p->port_id) :
+		    rte_eth_allmulticast_disable(p->port_id);
+}
+
+int
+kg_port_info(unsigned short port_id, struct kg_port_info *out)
+{
+	struct kg_port *p = port_by_id(port_id);
+	struct rte_eth_dev_info info;
+	struct rte_eth_stats st;
+	struct rte_eth_link link;
+	struct rte_ether_addr mac;
+	uint16_t mtu = 0;
+
+	if (p == NULL)
+		return -ENODEV;
+	memset(out, 0, sizeof(*out));
+	out->port_id = p->port_id;
+	out->exc_port_id = p->exc_port_id;
+	if (rte_eth_macaddr_get(p->port_id, &mac) == 0)
+		memcpy(out->mac, mac.addr_bytes, 6);
+	if (rte_eth_dev_get_mtu(p->port_id, &mtu) == 0)
+		out->mtu = mtu;
+	out->admin_up = __atomic_load_n(&p->admin_up, __ATOMIC_RELAXED);
+	out->started = __atomic_load_n(&p->started, __ATOMIC_RELAXED);
+	memset(&link, 0, sizeof(link));
+	if (rte_eth_link_get_nowait(p->port_id, &link) == 0) {
+		out->link_up = link.link_status == RTE_ETH_LINK_UP;
+		out->link_speed = link.link_speed;
+	}
+	if (rte_eth_dev_info_get(p->port_id, &info) == 0) {
+		out->if_index = info.if_index;
+		snprintf(out->driver, sizeof(out->driver), "%s",
+			 info.driver_name);
+	}
+	if (rte_eth_stats_get(p->port_id, &st) == 0) {
+		out->hw_ipackets = st.ipackets;
+		out->hw_imissed = st.imissed;
+		out->hw_ierrors = st.ierrors;
+		out->hw_rx_nombuf = st.rx_nombuf;
+		out->hw_opackets = st.opackets;
+		out->hw_oerrors = st.oerrors;
+	}
+	if (p->exc_name[0] && rte_eth_stats_get(p->exc_port_id, &st) == 0) {
+		out->exc_ipackets = st.ipackets;
+		out->exc_opackets = st.opackets;
+		out->exc_oerrors = st.oerrors;
+	}
+	if (p->to_kernel)
+		out->to_kernel_fifo_used = rte_ring_count(p->to_kernel);
+	if (p->tx)
+		out->tx_fifo_used = rte_ring_count(p->tx);
+	return 0;
+}

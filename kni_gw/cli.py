@@ -1,0 +1,149 @@
+"""kni-gw command line.
+
+``kni-gw [EAL options] [--] -p PORTMASK --config "(port,rx,tx[,exc])" ...``
+runs a gateway; ``kni-gw COMMAND`` runs a helper command. Errors are one line
+on stderr with exit status 2, never a traceback (KNI_GW_DEBUG=1 shows one).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from typing import List, Optional
+
+import click
+
+from . import __version__
+from .config import HelpRequested, build_config
+from .errors import KniGwError
+
+PROG = "kni-gw"
+
+GATEWAY_HELP = f"""\
+Usage: kni-gw [EAL options] -p PORTMASK --config "(port,lcore_rx,lcore_tx[,lcore_exc]),..." [options]
+       kni-gw [EAL options] -- -p PORTMASK --config="(...)" [-P] [-m] [options]
+       kni-gw COMMAND [ARGS]...
+
+DPDK gateway with the Linux kernel as control plane. Each port N selected by
+PORTMASK gets a kernel interface vEthN; configure it with ip(8), and traffic
+the kernel must see (ARP, ICMP/DNS to the gateway, ...) goes through it.
+
+Gateway options:
+  -p, --portmask HEX      ports to use, e.g. 0x3 for ports 0 and 1 (required)
+  --config "(p,rx,tx[,exc]),..."
+                          per port: the lcore polling its rx queue, the lcore
+                          owning its tx queue, and optionally the lcore doing
+                          vEthN I/O (default: the tx lcore). Numbers may be
+                          decimal or 0x hex. rx and tx of one port must be on
+                          different lcores; one lcore may serve several ports.
+                          Every lcore must be enabled by -l/-c/--lcores.
+  -P, --promisc           put the ports in promiscuous mode
+  --monitor-link          mirror each port's link state to vEthN's carrier
+  -m                      the same as --monitor-link, see "-m" below
+  --exception auto|tap|virtio-user
+                          vEthN backend (auto: virtio-user when /dev/vhost-net
+                          exists, else tap)
+  --busy-poll             never sleep when idle (lowest latency, 100% CPU)
+  --idle-sleep US         longest back-off sleep of an idle lcore [200]
+  --burst N               packets per burst, 1-64 [32]
+  --fifo-size N           entries per fifo, a power of two [1024]
+  --rx-desc N, --tx-desc N  descriptors per queue [1024]
+  --mbufs N               mbuf pool size [computed from the above]
+  --stats-format table|json  what SIGUSR1 prints [table]
+  -h, --help              this help
+
+EAL options (passed to DPDK as given; the full EAL argv is logged at start):
+  -l LIST | -c MASK | --lcores MAP, -n, -a/-b PCI, --vdev DEV,ARGS, --no-huge,
+  --no-pci, -m MB, --socket-mem, --file-prefix [{PROG} by default], --huge-dir,
+  --iova-mode, --log-level, ... (see dpdk-testpmd --help for all)
+
+"-m": EAL's -m takes a size in MB and the KNI sample's -m monitors link state.
+  After "--" (the sample's form), -m is always --monitor-link and EAL's -m
+  goes before "--". Without "--", "-m NUMBER" is EAL's memory size and a bare
+  "-m" is --monitor-link.
+
+Signals: USR1 prints statistics (pkill -10 kni-gw), USR2 resets them,
+  INT/TERM stop cleanly (a second one forces exit).
+
+Commands:
+  (none yet besides running a gateway)
+
+Example (one port, rx on lcore 0, tx on lcore 1):
+  sudo kni-gw -l 0-1 -p 0x1 --config "(0,0,1)"
+  sudo ip addr add 192.168.0.1/24 dev vEth0 && sudo ip link set vEth0 up
+"""
+
+
+def die(msg: str, code: int = 2) -> "NoReturn":  # noqa: F821
+    sys.stderr.write(f"{PROG}: error: {msg}\n")
+    sys.exit(code)
+
+
+def set_process_name(name: str = PROG) -> None:
+    """So that pkill/killall find us by name whatever started us."""
+    try:
+        with open("/proc/self/comm") as f:
+            if f.read().strip() == name:
+                return
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+    except OSError:
+        pass
+
+
+def setup_logging(level: Optional[str]) -> None:
+    lv = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+          "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR,
+          "crit": logging.CRITICAL}.get((level or "info").lower(), logging.INFO)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    root = logging.getLogger(PROG)
+    root.handlers[:] = [h]
+    root.setLevel(lv)
+    root.propagate = False
+
+
+@click.group(name=PROG, help="Helper commands of kni-gw (run `kni-gw --help` for the gateway).")
+@click.version_option(__version__, prog_name=PROG)
+def commands() -> None:
+    pass
+
+
+def run_gateway(argv: List[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv) and "--" not in argv:
+        sys.stdout.write(GATEWAY_HELP)
+        return 0
+    try:
+        cfg = build_config(argv)
+    except HelpRequested:
+        sys.stdout.write(GATEWAY_HELP)
+        return 0
+    setup_logging(cfg.log_level)
+    set_process_name()
+    from .gateway import Gateway  # the C module: only once the command line is good
+
+    return Gateway(cfg).run()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and (argv[0] in commands.commands or argv[0] == "--version"):
+            commands.main(args=argv, prog_name=PROG, standalone_mode=True)
+            return
+        if not argv:
+            die('no arguments; e.g. kni-gw -l 0-1 -p 0x1 --config "(0,0,1)" (see kni-gw --help)')
+        sys.exit(run_gateway(argv))
+    except KniGwError as e:
+        die(str(e))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
+        if os.environ.get("KNI_GW_DEBUG"):
+            raise
+        die(f"internal error: {type(e).__name__}: {e} (KNI_GW_DEBUG=1 shows the traceback)", 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,510 @@
+"""Command line of a gateway run: EAL/application split, --config, portmask
+and lcore validation, and host preflight checks.
+
+Two forms are accepted, as DPDK's KNI sample users expect:
+
+  kni-gw -l 0-1 -p 0x1 --config "(0,0,1)"                       (flat)
+  kni-gw -l 0-1 -- -p 0x1 --config="(0,0,1)" -P -m              (sample form)
+
+In the sample form everything before ``--`` goes to EAL untouched and EAL's
+``-m`` is memory in MB; after it ``-m`` is --monitor-link. In the flat form
+``-m`` followed by a number is EAL's memory size and a bare ``-m`` is
+--monitor-link (write ``--monitor-link`` to be unambiguous).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from .errors import ConfigError
+
+MAX_PORTS = 16
+IFNAMSIZ = 16
+DEFAULT_FILE_PREFIX = "kni-gw"
+HUGEPAGE_HINT = "reserve some with: sudo scripts/setup_hugepages.sh 512M (or run with --no-huge)"
+
+# EAL options (DPDK 22.11) that take a value, and those that do not.
+EAL_WITH_VALUE = {
+    "-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S", "-m",
+    "--lcores", "--allow", "--block", "--pci-whitelist", "--pci-blacklist",
+    "--vdev", "--socket-mem", "--socket-limit", "--file-prefix", "--huge-dir",
+    "--iova-mode", "--log-level", "--proc-type", "--main-lcore",
+    "--service-lcore", "--service-corelist", "--base-virtaddr",
+    "--mbuf-pool-ops-name", "--trace", "--trace-dir", "--trace-bufsz",
+    "--trace-mode", "--vfio-intr", "--vfio-vf-token",
+    "--force-max-simd-bitwidth",
+}
+EAL_FLAGS = {
+    "--no-huge", "--no-pci", "--no-hpet", "--no-shconf", "--in-memory",
+    "--legacy-mem", "--single-file-segments", "--match-allocations",
+    "--create-uio-dev", "--no-telemetry", "--telemetry", "-v",
+    "--vmware-tsc-map", "--huge-unlink", "--syslog",
+}
+# short EAL options whose value may be glued on: -l0-1, -c0x3
+EAL_SHORT_GLUED = {"-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S"}
+
+APP_WITH_VALUE = {
+    "-p", "--portmask", "--config", "--exception", "--idle-sleep",
+    "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
+    "--stats-format",
+}
+APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
+
+BACKENDS = ("auto", "tap", "virtio-user")
+
+
+@dataclasses.dataclass(frozen=True)
+class PortConf:
+    port: int
+    lcore_rx: int
+    lcore_tx: int
+    lcore_exc: int
+    exc_given: bool = False
+
+    @property
+    def ifname(self) -> str:
+        return veth_name(self.port)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    eal_argv: List[str]
+    ports: List[PortConf]
+    portmask: int
+    promisc: bool = False
+    monitor_link: bool = False
+    backend: str = "auto"
+    busy_poll: bool = False
+    idle_sleep_us: int = 200
+    fifo_size: int = 1024
+    rx_desc: int = 1024
+    tx_desc: int = 1024
+    burst: int = 32
+    mbufs: int = 0
+    stats_format: str = "table"
+    log_level: Optional[str] = None
+
+    @property
+    def eal_opts(self) -> Dict[str, List[str]]:
+        return eal_options(self.eal_argv)
+
+    @property
+    def file_prefix(self) -> str:
+        vals = self.eal_opts.get("--file-prefix")
+        return vals[-1] if vals else DEFAULT_FILE_PREFIX
+
+    @property
+    def no_huge(self) -> bool:
+        return "--no-huge" in self.eal_opts
+
+
+def veth_name(port: int) -> str:
+    return f"vEth{port}"
+
+
+# ---------------------------------------------------------------- numbers
+
+def parse_int(text: str, what: str) -> int:
+    """A decimal or 0x-hex integer, as the KNI sample accepts."""
+    t = text.strip()
+    try:
+        if t.lower().startswith("0x"):
+            return int(t, 16)
+        if t.isdigit():
+            return int(t, 10)
+    except ValueError:
+        pass
+    raise ConfigError(f"{what}: {text!r} is not a number (decimal or 0x hex)")
+
+
+def parse_portmask(text: str) -> int:
+    t = text.strip()
+    if not re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", t):
+        raise ConfigError(f"-p {text!r}: the portmask is a hex number such as 0x3")
+    mask = int(t, 16)
+    if mask == 0:
+        raise ConfigError("-p 0x0: the portmask selects no port; give e.g. -p 0x1")
+    if mask >> MAX_PORTS:
+        raise ConfigError(f"-p {text}: at most {MAX_PORTS} ports (0 to {MAX_PORTS - 1})")
+    return mask
+
+
+_TUPLE = re.compile(r"\(([^()]*)\)")
+
+
+def parse_config(text: str) -> List[PortConf]:
+    """``(port,lcore_rx,lcore_tx[,lcore_exception])``, comma-separated tuples."""
+    example = 'e.g. --config "(0,0,1)" or "(0,0,1),(1,0,1)"'
+    s = text.strip()
+    if not s:
+        raise ConfigError(f"--config is empty; {example}")
+    rest = _TUPLE.sub("", s)
+    if rest.replace(",", "").strip():
+        raise ConfigError(f"--config {text!r} is malformed near {rest.strip()!r}; {example}")
+    if not re.fullmatch(r"\s*\([^()]*\)(\s*,\s*\([^()]*\))*\s*", s):
+        raise ConfigError(f"--config {text!r} is malformed; {example}")
+    out: List[PortConf] = []
+    seen: Set[int] = set()
+    for m in _TUPLE.finditer(s):
+        fields = [f.strip() for f in m.group(1).split(",")]
+        if len(fields) < 3:
+            raise ConfigError(
+                f"--config tuple ({m.group(1)}) has {len(fields)} field(s); "
+                f"it is (port,lcore_rx,lcore_tx[,lcore_exception])")
+        if len(fields) > 4:
+            raise ConfigError(
+                f"--config tuple ({m.group(1)}): kni-gw takes one exception lcore per "
+                f"port, so at most 4 fields (port,lcore_rx,lcore_tx,lcore_exception)")
+        nums = [parse_int(f, f"--config ({m.group(1)})") for f in fields]
+        port, rx, tx = nums[:3]
+        exc = nums[3] if len(nums) == 4 else tx
+        if port >= MAX_PORTS:
+            raise ConfigError(f"--config: port {port} is out of range (0 to {MAX_PORTS - 1})")
+        if port in seen:
+            raise ConfigError(f"--config: port {port} is listed twice; give each port one tuple")
+        seen.add(port)
+        if rx == tx:
+            raise ConfigError(
+                f"--config ({m.group(1)}): rx and tx of port {port} are both on lcore {rx}; "
+                f"kni-gw runs a port's rx and tx on separate lcores, e.g. ({port},0,1)")
+        out.append(PortConf(port, rx, tx, exc, exc_given=len(nums) == 4))
+    return out
+
+
+def parse_lcore_list(text: str) -> Set[int]:
+    """EAL -l syntax: ``0-3,5,7-8``."""
+    out: Set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ConfigError(f"-l {text!r}: an lcore list looks like 0-3,5")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise ConfigError(f"-l {text!r}: range {part} goes backwards")
+        out.update(range(lo, hi + 1))
+    return out
+
+
+def parse_coremask(text: str) -> Set[int]:
+    t = text.strip()
+    if not re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", t):
+        raise ConfigError(f"-c {text!r}: a coremask is a hex number such as 0x3")
+    mask = int(t, 16)
+    return {i for i in range(mask.bit_length()) if mask >> i & 1}
+
+
+def parse_lcores_option(text: str) -> Optional[Set[int]]:
+    """EAL --lcores: ``0-3``, ``(0-2)@1``, ``4@5,6``. The lcore ids are what
+    stands before each '@'. Returns None where the form is not understood,
+    leaving the check to EAL and the dataplane."""
+    out: Set[int] = set()
+    for item in re.findall(r"\([^)]*\)(?:@\S*?)?(?=,|$)|[^,]+", text):
+        ids = item.split("@", 1)[0].strip("()")
+        try:
+            out |= parse_lcore_list(ids)
+        except ConfigError:
+            return None
+    return out or None
+
+
+def enabled_lcores(eal: Dict[str, List[str]], ncpus: int) -> Optional[Set[int]]:
+    if "-l" in eal:
+        return parse_lcore_list(eal["-l"][-1])
+    if "-c" in eal:
+        return parse_coremask(eal["-c"][-1])
+    if "--lcores" in eal:
+        return parse_lcores_option(eal["--lcores"][-1])
+    return set(range(ncpus))
+
+
+# ---------------------------------------------------------------- argv
+
+def _split_eq(tok: str) -> Tuple[str, Optional[str]]:
+    if tok.startswith("--") and "=" in tok:
+        k, v = tok.split("=", 1)
+        return k, v
+    return tok, None
+
+
+def _is_number(tok: str) -> bool:
+    return bool(re.fullmatch(r"\d+", tok))
+
+
+def eal_options(eal_argv: Sequence[str]) -> Dict[str, List[str]]:
+    """Options in an EAL argv as {option: [values]} (flags map to [''])."""
+    out: Dict[str, List[str]] = {}
+    i = 0
+    while i < len(eal_argv):
+        tok = eal_argv[i]
+        key, val = _split_eq(tok)
+        if val is None and len(tok) > 2 and tok[:2] in EAL_SHORT_GLUED and not tok.startswith("--"):
+            key, val = tok[:2], tok[2:]
+        if val is None and key in EAL_WITH_VALUE and i + 1 < len(eal_argv):
+            val = eal_argv[i + 1]
+            i += 1
+        out.setdefault(key, []).append(val if val is not None else "")
+        i += 1
+    return out
+
+
+def split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Split a command line into (EAL argv, application argv)."""
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        eal, app = argv[:i], argv[i + 1:]
+        if "--" in app:
+            raise ConfigError("'--' given twice; EAL options go before it, kni-gw's after it")
+        return eal, app
+    eal: List[str] = []
+    app: List[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        key, val = _split_eq(tok)
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if key == "-m":
+            if nxt is not None and _is_number(nxt):
+                eal += [tok, nxt]          # EAL memory, MB
+                i += 2
+            else:
+                app.append("--monitor-link")
+                i += 1
+            continue
+        if key in APP_FLAGS:
+            app.append(tok)
+        elif key in APP_WITH_VALUE or (tok[:2] == "-p" and len(tok) > 2 and not tok.startswith("--")):
+            if val is None and key in APP_WITH_VALUE:
+                if nxt is None:
+                    raise ConfigError(f"{key} needs a value")
+                app += [tok, nxt]
+                i += 1
+            else:
+                app.append(tok)
+        elif key in EAL_FLAGS:
+            eal.append(tok)
+        elif key in EAL_WITH_VALUE:
+            if val is None:
+                if nxt is None:
+                    raise ConfigError(f"{key} needs a value")
+                eal += [tok, nxt]
+                i += 1
+            else:
+                eal.append(tok)
+        elif len(tok) > 2 and tok[:2] in EAL_SHORT_GLUED and not tok.startswith("--"):
+            eal.append(tok)
+        else:
+            raise ConfigError(
+                f"unknown option {tok!r}; EAL options go before '--' and "
+                f"kni-gw's after it, see kni-gw --help")
+        i += 1
+    return eal, app
+
+
+def parse_app(app: Sequence[str]) -> Dict[str, object]:
+    opts: Dict[str, object] = {}
+    i = 0
+    app = list(app)
+    while i < len(app):
+        tok = app[i]
+        key, val = _split_eq(tok)
+        if key.startswith("-p") and not key.startswith("--") and len(key) > 2:
+            key, val = "-p", key[2:]
+        if key in ("-h", "--help"):
+            opts["help"] = True
+        elif key in ("-P", "--promisc"):
+            opts["promisc"] = True
+        elif key in ("-m", "--monitor-link"):
+            opts["monitor_link"] = True
+        elif key == "--busy-poll":
+            opts["busy_poll"] = True
+        elif key in APP_WITH_VALUE:
+            if val is None:
+                if i + 1 >= len(app):
+                    raise ConfigError(f"{key} needs a value")
+                val = app[i + 1]
+                i += 1
+            name = {"-p": "portmask", "--portmask": "portmask"}.get(key, key.lstrip("-").replace("-", "_"))
+            opts[name] = val
+        else:
+            raise ConfigError(f"unknown kni-gw option {tok!r}; see kni-gw --help")
+        i += 1
+    return opts
+
+
+def _bounded(opts: Dict[str, object], name: str, default: int, lo: int, hi: int,
+             pow2: bool = False) -> int:
+    if name not in opts:
+        return default
+    flag = "--" + name.replace("_", "-")
+    v = parse_int(str(opts[name]), flag)
+    if not lo <= v <= hi:
+        raise ConfigError(f"{flag} {v} is out of range ({lo} to {hi})")
+    if pow2 and v & (v - 1):
+        raise ConfigError(f"{flag} {v} must be a power of two, e.g. 1024")
+    return v
+
+
+def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
+    """Parse and check a gateway command line; no host state is read except
+    the CPU count (for EAL's default lcore set)."""
+    eal, app = split_argv(argv)
+    opts = parse_app(app)
+    if opts.get("help"):
+        raise HelpRequested()
+    if "portmask" not in opts:
+        raise ConfigError('-p PORTMASK is required, e.g. -p 0x1 --config "(0,0,1)"')
+    if "config" not in opts:
+        raise ConfigError('--config is required, e.g. --config "(0,0,1)" (port,lcore_rx,lcore_tx)')
+    mask = parse_portmask(str(opts["portmask"]))
+    ports = parse_config(str(opts["config"]))
+    mask_ports = {i for i in range(MAX_PORTS) if mask >> i & 1}
+    conf_ports = {p.port for p in ports}
+    if mask_ports != conf_ports:
+        raise ConfigError(
+            f"-p {opts['portmask']} selects port(s) {sorted(mask_ports)} but --config "
+            f"describes port(s) {sorted(conf_ports)}; give each selected port one tuple")
+
+    eal_opts = eal_options(eal)
+    if ncpus is None:
+        ncpus = len(os.sched_getaffinity(0))
+    lcores = enabled_lcores(eal_opts, ncpus)
+    if lcores is not None:
+        src = "-l" if "-l" in eal_opts else "-c" if "-c" in eal_opts else \
+            "--lcores" if "--lcores" in eal_opts else "the CPUs available"
+        for p in ports:
+            for role, lc in (("rx", p.lcore_rx), ("tx", p.lcore_tx), ("exception", p.lcore_exc)):
+                if lc not in lcores:
+                    raise ConfigError(
+                        f"port {p.port}: {role} lcore {lc} is not enabled by {src} "
+                        f"(enabled: {fmt_lcores(lcores)}); add it, e.g. -l {fmt_lcores(lcores | {lc})}")
+
+    backend = str(opts.get("exception", "auto"))
+    if backend not in BACKENDS:
+        raise ConfigError(f"--exception {backend!r}: choose one of {', '.join(BACKENDS)}")
+    fmt = str(opts.get("stats_format", "table"))
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--stats-format {fmt!r}: choose table or json")
+
+    if "--file-prefix" not in eal_opts:
+        eal = eal + ["--file-prefix", DEFAULT_FILE_PREFIX]
+    if "--log-level" not in eal_opts:
+        # EAL's start-up INFO lines drown kni-gw's own; --log-level=info shows them
+        eal = eal + ["--log-level", "notice"]
+    log_level = None
+    if "--log-level" in eal_opts:
+        lv = eal_opts["--log-level"][-1]
+        if re.fullmatch(r"[a-z]+", lv):
+            log_level = lv
+    return RunConfig(
+        eal_argv=eal,
+        ports=ports,
+        portmask=mask,
+        promisc=bool(opts.get("promisc")),
+        monitor_link=bool(opts.get("monitor_link")),
+        backend=backend,
+        busy_poll=bool(opts.get("busy_poll")),
+        idle_sleep_us=_bounded(opts, "idle_sleep", 200, 1, 100_000),
+        fifo_size=_bounded(opts, "fifo_size", 1024, 64, 65536, pow2=True),
+        rx_desc=_bounded(opts, "rx_desc", 1024, 64, 16384),
+        tx_desc=_bounded(opts, "tx_desc", 1024, 64, 16384),
+        burst=_bounded(opts, "burst", 32, 1, 64),
+        mbufs=_bounded(opts, "mbufs", 0, 0, 16_777_215),
+        stats_format=fmt,
+        log_level=log_level,
+    )
+
+
+def fmt_lcores(lcores: Set[int]) -> str:
+    s = sorted(lcores)
+    parts = []
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        parts.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+class HelpRequested(Exception):
+    """--help was given among the gateway options."""
+
+
+# ---------------------------------------------------------------- host
+
+@dataclasses.dataclass
+class HostFacts:
+    """What the preflight checks read from the host, gathered in one place."""
+    euid: int
+    hugepages_free: int
+    hugetlbfs_mounted: bool
+    has_tun: bool
+    has_vhost_net: bool
+    taken_ifnames: Set[str]
+
+    @classmethod
+    def read(cls, ifnames: Sequence[str] = ()) -> "HostFacts":
+        return cls(
+            euid=os.geteuid(),
+            hugepages_free=hugepages_free(),
+            hugetlbfs_mounted=hugetlbfs_mounted(),
+            has_tun=os.path.exists("/dev/net/tun"),
+            has_vhost_net=os.path.exists("/dev/vhost-net"),
+            taken_ifnames={n for n in ifnames if os.path.exists(f"/sys/class/net/{n}")},
+        )
+
+
+def hugepages_free(sysfs: str = "/sys/kernel/mm/hugepages") -> int:
+    total = 0
+    try:
+        for d in os.listdir(sysfs):
+            with open(os.path.join(sysfs, d, "free_hugepages")) as f:
+                total += int(f.read())
+    except OSError:
+        return 0
+    return total
+
+
+def hugetlbfs_mounted(mounts: str = "/proc/mounts") -> bool:
+    try:
+        with open(mounts) as f:
+            return any(line.split()[2] == "hugetlbfs" for line in f if len(line.split()) > 2)
+    except OSError:
+        return False
+
+
+def resolve_backend(requested: str, host: HostFacts) -> str:
+    if requested == "auto":
+        return "virtio-user" if host.has_vhost_net else "tap"
+    return requested
+
+
+def preflight(cfg: RunConfig, host: HostFacts) -> str:
+    """Refuse what cannot run, before EAL touches anything. Returns the
+    exception backend to use."""
+    if host.euid != 0:
+        raise ConfigError("kni-gw must run as root (DPDK ports, hugepages, TAP devices): use sudo")
+    if not cfg.no_huge:
+        if host.hugepages_free <= 0:
+            raise ConfigError(f"no free hugepages; {HUGEPAGE_HINT}")
+        if not host.hugetlbfs_mounted:
+            raise ConfigError(f"hugetlbfs is not mounted; {HUGEPAGE_HINT}")
+    backend = resolve_backend(cfg.backend, host)
+    if backend == "tap" and not host.has_tun:
+        raise ConfigError("exception backend tap needs /dev/net/tun: sudo modprobe tun")
+    if backend == "virtio-user" and not host.has_vhost_net:
+        raise ConfigError(
+            "exception backend virtio-user needs /dev/vhost-net: sudo modprobe vhost_net, "
+            "or use --exception tap")
+    for p in cfg.ports:
+        if p.ifname in host.taken_ifnames:
+            raise ConfigError(
+                f"interface {p.ifname} already exists (another kni-gw running?); "
+                f"stop it or remove the interface: sudo ip link del {p.ifname}")
+    return backend

@@ -1,0 +1,231 @@
+"""Thin wrapper over the C dataplane (cffi module kni_gw._dataplane).
+
+EAL runs on a dedicated dataplane thread, which becomes the EAL main lcore;
+the Python main thread stays unpinned and free for signals, netlink and DNS.
+Calls into C release the GIL. Arguments are validated before they get here,
+C's return is checked once, and failures raise DataplaneError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import glob
+import logging
+import os
+import shutil
+import threading
+from typing import Dict, List, Optional
+
+from .config import RunConfig
+from .errors import DataplaneError
+
+log = logging.getLogger("kni-gw")
+
+try:
+    from ._dataplane import ffi, lib
+except ImportError as e:  # pragma: no cover - only without a build
+    raise ImportError(
+        f"kni-gw's C dataplane is not built ({e}); run: sudo scripts/install.sh") from e
+
+BACKEND = {"tap": lib.KG_BACKEND_TAP, "virtio-user": lib.KG_BACKEND_VIRTIO_USER}
+# KG_DROP_* in csrc/kni_gw.h, in order, with the stage that counts them
+DROP_REASONS = ["to_kernel_full", "fwd_fifo_full", "port_down_rx", "malformed",
+                "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx"]
+RX_DROPS = DROP_REASONS[0:4]
+EXC_DROPS = DROP_REASONS[4:6]
+TX_DROPS = DROP_REASONS[6:8]
+assert len(DROP_REASONS) == lib.KG_DROP_MAX
+COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
+            "from_kernel", "tx_packets", "tx_bytes"]
+
+_eal_lock = threading.Lock()
+_eal_used = False
+
+
+def ensure(rc: int, what: str) -> int:
+    if rc < 0:
+        raise DataplaneError(f"{what}: {ffi.string(lib.kg_strerror(rc)).decode()}", -rc)
+    return rc
+
+
+def classify(frame: bytes):
+    """Run the C classifier on one frame: (verdict, egress port, reason)."""
+    port = ffi.new("unsigned short *")
+    reason = ffi.new("int *")
+    v = lib.kg_classify(frame, len(frame), port, reason)
+    return v, port[0], reason[0]
+
+
+@dataclasses.dataclass
+class PortInfo:
+    port: int
+    exc_port: int
+    mac: str
+    mtu: int
+    admin_up: bool
+    started: bool
+    link_up: bool
+    link_speed: int
+    if_index: int
+    driver: str
+    hw: Dict[str, int]
+
+
+def hugetlbfs_mounts(mounts: str = "/proc/mounts") -> List[str]:
+    try:
+        with open(mounts) as f:
+            return [ln.split()[1] for ln in f if len(ln.split()) > 2 and ln.split()[2] == "hugetlbfs"]
+    except OSError:
+        return []
+
+
+def remove_eal_leftovers(prefix: str, huge_dir: Optional[str] = None) -> None:
+    """After rte_eal_cleanup(): EAL keeps a hugepage file or more and its
+    runtime directory. The prefix was locked by this process until now, so
+    what carries it is ours."""
+    dirs = [huge_dir] if huge_dir else hugetlbfs_mounts()
+    for d in dirs:
+        for f in glob.glob(os.path.join(glob.escape(d), glob.escape(prefix) + "map_*")):
+            try:
+                os.unlink(f)
+            except OSError as e:
+                log.warning("cannot remove %s: %s", f, e)
+    runtime = os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/var/run") if os.geteuid() else "/var/run",
+                           "dpdk", prefix)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+class Dataplane:
+    """Owns EAL and the lcores for one gateway run."""
+
+    def __init__(self, cfg: RunConfig, backend: str):
+        self.cfg = cfg
+        self.backend = backend
+        self.mbufs = 0
+        self._thread: Optional[threading.Thread] = None
+        self._ready = threading.Event()
+        self._error: Optional[DataplaneError] = None
+        self._argv_keep: List[object] = []
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 60.0) -> None:
+        global _eal_used
+        with _eal_lock:
+            if _eal_used:
+                raise DataplaneError("EAL can be initialised once per process", errno.EALREADY)
+            _eal_used = True
+        self._thread = threading.Thread(target=self._main, name="kg-dataplane", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise DataplaneError("the dataplane did not start in time", errno.ETIMEDOUT)
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _fail(self, msg: str, code: int) -> None:
+        self._error = DataplaneError(msg, code)
+        self._ready.set()
+
+    def _main(self) -> None:
+        argv = ["kni-gw"] + list(self.cfg.eal_argv)
+        cargs = [ffi.new("char[]", a.encode()) for a in argv]
+        cargv = ffi.new("char *[]", cargs + [ffi.NULL])
+        self._argv_keep = [cargs, cargv]  # EAL may keep pointers into argv
+        rc = lib.kg_eal_init(len(argv), cargv)
+        if rc < 0:
+            self._fail(
+                "EAL initialisation failed: " + ffi.string(lib.kg_strerror(rc)).decode()
+                + " (EAL's own message is above)", -rc)
+            return
+        cfg = ffi.new("struct kg_config *")
+        cfg.nb_ports = len(self.cfg.ports)
+        for i, p in enumerate(self.cfg.ports):
+            pc = cfg.port[i]
+            pc.port, pc.lcore_rx, pc.lcore_tx, pc.lcore_exc = p.port, p.lcore_rx, p.lcore_tx, p.lcore_exc
+            pc.ifname = p.ifname.encode()
+        cfg.backend = BACKEND[self.backend]
+        cfg.promisc = int(self.cfg.promisc)
+        cfg.rx_desc, cfg.tx_desc = self.cfg.rx_desc, self.cfg.tx_desc
+        cfg.fifo_size, cfg.burst = self.cfg.fifo_size, self.cfg.burst
+        cfg.idle_sleep_us = 0 if self.cfg.busy_poll else self.cfg.idle_sleep_us
+        cfg.mbufs = self.cfg.mbufs
+        err = ffi.new("char[]", lib.KG_ERRLEN)
+        rc = lib.kg_setup(cfg, err, lib.KG_ERRLEN)
+        if rc < 0:
+            msg = ffi.string(err).decode() or ffi.string(lib.kg_strerror(rc)).decode()
+            self._release()
+            self._fail(msg, -rc)
+            return
+        self.mbufs = cfg.mbufs
+        self.mbuf_cache = cfg.mbuf_cache
+        self._ready.set()
+        lib.kg_run()
+        self._release()
+
+    def _release(self) -> None:
+        lib.kg_teardown()
+        remove_eal_leftovers(self.cfg.file_prefix, self.cfg.eal_opts.get("--huge-dir", [None])[-1])
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        """Stop the lcores; the dataplane thread then closes the ports
+        (removing vEthN) and releases EAL. True when it has finished."""
+        lib.kg_stop()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------ control
+    def port_admin(self, port: int, up: bool) -> None:
+        ensure(lib.kg_port_admin(port, int(up)), f"port {port}: {'start' if up else 'stop'}")
+
+    def set_mtu(self, port: int, mtu: int) -> None:
+        ensure(lib.kg_port_set_mtu(port, mtu), f"port {port}: MTU {mtu}")
+
+    def set_mac(self, port: int, mac: str) -> None:
+        raw = bytes(int(x, 16) for x in mac.split(":"))
+        ensure(lib.kg_port_set_mac(port, raw), f"port {port}: MAC {mac}")
+
+    def set_promisc(self, port: int, on: bool) -> None:
+        ensure(lib.kg_port_promisc(port, int(on)), f"port {port}: promiscuous {'on' if on else 'off'}")
+
+    def set_allmulti(self, port: int, on: bool) -> None:
+        ensure(lib.kg_port_allmulti(port, int(on)), f"port {port}: all-multicast {'on' if on else 'off'}")
+
+    def port_info(self, port: int) -> PortInfo:
+        out = ffi.new("struct kg_port_info *")
+        ensure(lib.kg_port_info(port, out), f"port {port}")
+        return PortInfo(
+            port=out.port_id, exc_port=out.exc_port_id,
+            mac=":".join(f"{b:02x}" for b in bytes(out.mac)),
+            mtu=out.mtu, admin_up=bool(out.admin_up), started=bool(out.started),
+            link_up=bool(out.link_up), link_speed=out.link_speed, if_index=out.if_index,
+            driver=ffi.string(out.driver).decode(),
+            hw={k: getattr(out, k) for k in (
+                "hw_ipackets", "hw_imissed", "hw_ierrors", "hw_rx_nombuf", "hw_opackets",
+                "hw_oerrors", "exc_ipackets", "exc_opackets", "exc_oerrors",
+                "to_kernel_fifo_used", "tx_fifo_used")},
+        )
+
+    def counters(self) -> List[Dict[str, int]]:
+        """Per configured port: the lcore counters summed, drops by reason."""
+        n = len(self.cfg.ports)
+        out = ffi.new("struct kg_port_counters[]", n)
+        got = lib.kg_stats_read(out, n)
+        res = []
+        for i in range(got):
+            c = out[i]
+            d = {k: int(getattr(c, k)) for k in COUNTERS}
+            d["drops"] = {r: int(c.drops[j]) for j, r in enumerate(DROP_REASONS)}
+            res.append(d)
+        return res
+
+    def mbufs_in_use(self) -> int:
+        return lib.kg_mbufs_in_use()
+
+    def mbufs_total(self) -> int:
+        return lib.kg_mbufs_total()

@@ -1,0 +1,137 @@
+"""One gateway run: preflight, dataplane start, the control loop on the
+Python main thread, and a clean stop.
+
+The main thread never blocks in C: it waits in select() on the netlink
+socket and a signal wake-up pipe. Signal handlers only record the signal.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import shlex
+import signal
+import sys
+import time
+from typing import Deque
+
+from .config import HostFacts, RunConfig, preflight
+from .dataplane import Dataplane
+from .exception_path import KernelSync
+from .stats import Stats, render_json, render_table
+
+log = logging.getLogger("kni-gw")
+
+LINK_POLL_S = 0.2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Gateway:
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.dp: Dataplane
+        self.sync: KernelSync
+        self.stats: Stats
+        self.pending: Deque[int] = collections.deque()
+        self.stopping = False
+
+    # ------------------------------------------------------------ signals
+    def _on_signal(self, signum, frame) -> None:
+        if signum in STOP_SIGNALS and self.stopping:
+            os.write(2, b"kni-gw: second signal: exiting now\n")
+            os._exit(1)
+        if signum in STOP_SIGNALS:
+            self.stopping = True
+        self.pending.append(signum)
+
+    def _install_signals(self):
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            signal.signal(s, self._on_signal)
+        return r, w
+
+    # ------------------------------------------------------------ run
+    def run(self) -> int:
+        cfg = self.cfg
+        host = HostFacts.read([p.ifname for p in cfg.ports])
+        backend = preflight(cfg, host)
+        log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
+        rfd, wfd = self._install_signals()
+        self.dp = Dataplane(cfg, backend)
+        self.dp.start()
+        try:
+            return self._serve(backend, rfd)
+        finally:
+            self._shutdown()
+            signal.set_wakeup_fd(-1)
+            os.close(rfd)
+            os.close(wfd)
+
+    def _serve(self, backend: str, rfd: int) -> int:
+        cfg = self.cfg
+        log.info("mbuf pool: %d mbufs of %d bytes (%.1f MiB), cache %d per lcore",
+                 self.dp.mbufs, 2176 + 128, self.dp.mbufs * 2304 / 2**20, self.dp.mbuf_cache)
+        for p in cfg.ports:
+            info = self.dp.port_info(p.port)
+            log.info("port %d (%s %s, MTU %d) <-> %s [%s]; lcores rx %d, tx %d, exception %d",
+                     p.port, info.driver, info.mac, info.mtu, p.ifname, backend,
+                     p.lcore_rx, p.lcore_tx, p.lcore_exc)
+        self.sync = KernelSync(self.dp, cfg)
+        self.sync.start()
+        self.stats = Stats(self.dp)
+        log.info("ready (pid %d): %s",
+                 os.getpid(), "kill -USR1 for statistics, -USR2 to reset them, -TERM to stop")
+
+        sel = selectors.DefaultSelector()
+        sel.register(rfd, selectors.EVENT_READ, "signal")
+        sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
+        next_link = 0.0
+        while True:
+            timeout = LINK_POLL_S if cfg.monitor_link else 1.0
+            for key, _ in sel.select(timeout):
+                if key.data == "signal":
+                    try:
+                        while os.read(rfd, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif key.data == "netlink":
+                    self.sync.on_readable()
+            while self.pending:
+                s = self.pending.popleft()
+                if s in STOP_SIGNALS:
+                    log.info("%s: stopping", signal.Signals(s).name)
+                    return 0
+                self._handle(s)
+            if not self.dp.alive:
+                log.error("the dataplane stopped unexpectedly")
+                return 1
+            if cfg.monitor_link and time.monotonic() >= next_link:
+                self.sync.poll_link()
+                next_link = time.monotonic() + LINK_POLL_S
+
+    def _handle(self, signum: int) -> None:
+        if signum == signal.SIGUSR1:
+            view = self.stats.current()
+            out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
+            sys.stdout.write(out)
+            sys.stdout.flush()
+        elif signum == signal.SIGUSR2:
+            self.stats.reset()
+            sys.stdout.write("kni-gw: statistics reset\n")
+            sys.stdout.flush()
+        elif signum == signal.SIGHUP:
+            log.info("SIGHUP: nothing to reload")
+
+    def _shutdown(self) -> None:
+        if hasattr(self, "sync"):
+            self.sync.close()
+        # join in slices so that a second signal is still handled
+        while not self.dp.stop(timeout=0.2):
+            pass
+        log.info("stopped: ports closed, vEth interfaces removed, EAL released")
+
