@@ -12,11 +12,16 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import os
+import socket
+import struct
 import time
 from typing import Dict, Optional
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+from pyroute2.netlink.rtnl import RTM_NEWLINK, RTMGRP_LINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from .config import RunConfig, resolve_backend, veth_name  # noqa: F401 (re-exported)
 from .errors import DataplaneError
@@ -30,6 +35,28 @@ IFF_ALLMULTI = 0x200
 # PMDs that sit on a kernel netdev and do not report its link themselves:
 # their link is the netdev's carrier.
 KERNEL_BACKED = {"net_af_packet", "net_af_xdp"}
+
+
+def set_carrier(index: int, on: bool) -> None:
+    """IFLA_CARRIER on an interface (a TAP takes it). pyroute2's link("set")
+    drops the carrier attribute, so this one request is built here."""
+    msg = ifinfmsg()
+    msg["family"] = socket.AF_UNSPEC
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_CARRIER", int(on))]
+    msg["header"]["type"] = RTM_NEWLINK
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+    msg["header"]["sequence_number"] = 1
+    msg.encode()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as s:
+        s.settimeout(2.0)
+        s.bind((0, 0))
+        s.send(msg.data)
+        ack = s.recv(4096)
+    # nlmsghdr (16 bytes), then nlmsgerr's error: 0 or -errno
+    err = struct.unpack_from("i", ack, 16)[0] if len(ack) >= 20 else 0
+    if err < 0:
+        raise OSError(-err, os.strerror(-err))
 
 
 @dataclasses.dataclass
@@ -207,8 +234,8 @@ class KernelSync:
             if up == st.carrier:
                 continue
             try:
-                self.nl.link("set", index=st.index, IFLA_CARRIER=int(up))
-            except Exception as e:
+                set_carrier(st.index, up)
+            except OSError as e:
                 log.error("%s: cannot set carrier %s: %s", st.ifname, "on" if up else "off", e)
                 continue
             if st.carrier is not None or not up:

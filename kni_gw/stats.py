@@ -106,7 +106,7 @@ def render_json(view: Dict[str, Any]) -> str:
     return json.dumps(view, sort_keys=True)
 
 
-def render_table(view: Dict[str, Any], width: int = 160) -> str:
+def render_table(view: Dict[str, Any], width: int = 250) -> str:
     t = Table(title="kni-gw statistics" + (
         " (since reset at " + time.strftime("%H:%M:%S", time.localtime(view["since"])) + ")"
         if view.get("since") else ""), title_justify="left")
@@ -115,7 +115,7 @@ def render_table(view: Dict[str, Any], width: int = 160) -> str:
             "drops by reason"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("vEth", "drops by reason", "Lcore(RX/TX/EXC)")
-                     else "right", no_wrap=c != "drops by reason")
+                     else "right", no_wrap=True)
     for p in view["ports"]:
         reasons = ", ".join(f"{r}={n}" for r, n in p["drops"].items() if n) or "-"
         t.add_row(
