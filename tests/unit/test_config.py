@@ -1,0 +1,184 @@
+"""Command-line parsing and every refusal that can be decided before EAL
+starts. No root, no DPDK."""
+import pytest
+
+from kni_gw.config import (
+    ConfigError, HostFacts, HelpRequested, build_config, eal_options, parse_config,
+    parse_coremask, parse_lcore_list, parse_lcores_option, parse_portmask, preflight,
+    split_argv,
+)
+
+BASE = ["-l", "0-1", "-p", "0x1", "--config", "(0,0,1)"]
+
+
+def host(**kw):
+    facts = dict(euid=0, hugepages_free=512, hugetlbfs_mounted=True, has_tun=True,
+                 has_vhost_net=False, taken_ifnames=set())
+    facts.update(kw)
+    return HostFacts(**facts)
+
+
+# ------------------------------------------------------------ accepted forms
+
+def test_flat_form_as_in_the_brief():
+    cfg = build_config(BASE, ncpus=2)
+    assert [(p.port, p.lcore_rx, p.lcore_tx, p.lcore_exc) for p in cfg.ports] == [(0, 0, 1, 1)]
+    assert cfg.portmask == 1
+    assert cfg.eal_argv[:2] == ["-l", "0-1"]
+    assert "--file-prefix" in cfg.eal_argv and cfg.file_prefix == "kni-gw"
+    assert cfg.ports[0].ifname == "vEth0"
+
+
+def test_sample_form_with_double_dash():
+    cfg = build_config(["-l", "0-3", "-m", "512", "--", "-p", "0x3",
+                        "--config=(0,0,1),(1,2,3)", "-P", "-m"], ncpus=4)
+    assert cfg.promisc and cfg.monitor_link
+    assert cfg.eal_opts["-m"] == ["512"]          # before --: EAL memory
+    assert [p.port for p in cfg.ports] == [0, 1]
+
+
+def test_flat_m_with_number_is_eal_memory_and_bare_m_is_monitor():
+    cfg = build_config(["-l", "0-1", "-m", "256", "-p", "0x1", "--config", "(0,0,1)"], ncpus=2)
+    assert cfg.eal_opts["-m"] == ["256"] and not cfg.monitor_link
+    cfg = build_config(["-l", "0-1", "-p", "0x1", "--config", "(0,0,1)", "-m"], ncpus=2)
+    assert "-m" not in cfg.eal_opts and cfg.monitor_link
+    cfg = build_config(["-l", "0-1", "-m", "-p", "0x1", "--config", "(0,0,1)"], ncpus=2)
+    assert cfg.monitor_link and "-m" not in cfg.eal_opts
+
+
+def test_hex_numbers_exception_lcore_and_several_tuples():
+    ports = parse_config("(0x0,0x0,0x1,0x1), (1, 1, 0)")
+    assert [(p.port, p.lcore_rx, p.lcore_tx, p.lcore_exc, p.exc_given) for p in ports] == [
+        (0, 0, 1, 1, True), (1, 1, 0, 0, False)]
+
+
+def test_eal_options_pass_through_untouched():
+    argv = ["-l", "0-1", "-n", "4", "--no-huge", "--no-pci", "--vdev", "net_af_packet0,iface=g0",
+            "--socket-mem=512", "--huge-dir", "/mnt/h", "--iova-mode", "va", "-a", "0000:01:00.0",
+            "-b", "0000:02:00.0", "--log-level", "info", "--file-prefix", "x",
+            "-p", "0x1", "--config", "(0,0,1)"]
+    cfg = build_config(argv, ncpus=2)
+    assert cfg.eal_argv == argv[:-4]
+    assert cfg.no_huge and cfg.file_prefix == "x" and cfg.log_level == "info"
+
+
+def test_glued_short_options():
+    eal, app = split_argv(["-l0-1", "-c0x3", "-p0x1", "--config", "(0,0,1)"])
+    assert eal == ["-l0-1", "-c0x3"] and app == ["-p0x1", "--config", "(0,0,1)"]
+    assert eal_options(eal) == {"-l": ["0-1"], "-c": ["0x3"]}
+
+
+def test_lcore_syntaxes():
+    assert parse_lcore_list("0-2,5") == {0, 1, 2, 5}
+    assert parse_coremask("0x5") == {0, 2}
+    assert parse_lcores_option("(0-2)@1,4@5,6") == {0, 1, 2, 4, 6}
+    cfg = build_config(["-c", "0x3", "-p", "0x1", "--config", "(0,0,1)"], ncpus=2)
+    assert cfg.ports[0].lcore_tx == 1
+
+
+def test_defaults_and_tunables():
+    cfg = build_config(BASE + ["--busy-poll", "--idle-sleep", "50", "--fifo-size", "2048",
+                               "--burst", "64", "--exception", "tap"], ncpus=2)
+    assert cfg.busy_poll and cfg.idle_sleep_us == 50 and cfg.fifo_size == 2048
+    assert cfg.burst == 64 and cfg.backend == "tap"
+
+
+def test_help():
+    with pytest.raises(HelpRequested):
+        build_config(["--", "--help"], ncpus=2)
+
+
+# ------------------------------------------------------------ refusals
+
+@pytest.mark.parametrize("config, words", [
+    ("0,0,1", "malformed"),
+    ("(0,0,1", "malformed"),
+    ("(0,0)", r"has 2 field\(s\)"),
+    ("(0,0,1,1,1)", "at most 4 fields"),
+    ("(0,a,1)", "is not a number"),
+    ("(0,0,1)x", "malformed"),
+    ("", "empty"),
+    ("(0,0,1);(1,0,1)", "malformed"),
+    ("(99,0,1)", "out of range"),
+])
+def test_malformed_config(config, words):
+    with pytest.raises(ConfigError, match=words):
+        build_config(["-l", "0-1", "-p", "0x1", "--config", config], ncpus=2)
+
+
+def test_portmask_and_config_disagree():
+    with pytest.raises(ConfigError, match=r"selects port\(s\) \[0, 1\] but --config describes port\(s\) \[0\]"):
+        build_config(["-l", "0-1", "-p", "0x3", "--config", "(0,0,1)"], ncpus=2)
+
+
+@pytest.mark.parametrize("mask, words", [("0x0", "selects no port"), ("zz", "hex number"),
+                                         ("0x10000", "at most 16")])
+def test_bad_portmask(mask, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_portmask(mask)
+
+
+def test_port_listed_twice():
+    with pytest.raises(ConfigError, match="port 0 is listed twice"):
+        build_config(["-l", "0-1", "-p", "0x1", "--config", "(0,0,1),(0,1,0)"], ncpus=2)
+
+
+def test_rx_and_tx_on_one_lcore_refused():
+    with pytest.raises(ConfigError, match="separate lcores"):
+        build_config(["-l", "0-1", "-p", "0x1", "--config", "(0,1,1)"], ncpus=2)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["-l", "0", "-p", "0x1", "--config", "(0,0,1)"], "tx lcore 1 is not enabled by -l"),
+    (["-c", "0x1", "-p", "0x1", "--config", "(0,0,1)"], "tx lcore 1 is not enabled by -c"),
+    (["-l", "0-1", "-p", "0x1", "--config", "(0,0,1,3)"], "exception lcore 3 is not enabled"),
+    (["-p", "0x1", "--config", "(0,0,5)"], "not enabled by the CPUs available"),
+])
+def test_lcore_not_enabled(argv, words):
+    with pytest.raises(ConfigError, match=words):
+        build_config(argv, ncpus=2)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["-l", "0-1", "--config", "(0,0,1)"], "-p PORTMASK is required"),
+    (["-l", "0-1", "-p", "0x1"], "--config is required"),
+    (BASE + ["--frobnicate"], "unknown option"),
+    (BASE + ["--exception", "kni"], "choose one of auto, tap, virtio-user"),
+    (BASE + ["--fifo-size", "1000"], "power of two"),
+    (BASE + ["--burst", "0"], "out of range"),
+    (BASE + ["--stats-format", "xml"], "table or json"),
+    (["-l", "0-1", "--", "-p", "0x1", "--config", "(0,0,1)", "--", "x"], "given twice"),
+])
+def test_other_command_line_errors(argv, words):
+    with pytest.raises(ConfigError, match=words):
+        build_config(argv, ncpus=2)
+
+
+def test_not_root():
+    with pytest.raises(ConfigError, match="must run as root"):
+        preflight(build_config(BASE, ncpus=2), host(euid=1000))
+
+
+def test_no_hugepages_points_to_the_script():
+    with pytest.raises(ConfigError, match="no free hugepages.*scripts/setup_hugepages.sh.*--no-huge"):
+        preflight(build_config(BASE, ncpus=2), host(hugepages_free=0))
+    with pytest.raises(ConfigError, match="hugetlbfs is not mounted.*setup_hugepages.sh"):
+        preflight(build_config(BASE, ncpus=2), host(hugetlbfs_mounted=False))
+    # --no-huge needs neither
+    assert preflight(build_config(BASE + ["--no-huge"], ncpus=2), host(hugepages_free=0)) == "tap"
+
+
+def test_backend_choice_and_unavailable_backends():
+    cfg = build_config(BASE, ncpus=2)
+    assert preflight(cfg, host()) == "tap"
+    assert preflight(cfg, host(has_vhost_net=True)) == "virtio-user"
+    with pytest.raises(ConfigError, match="needs /dev/net/tun: sudo modprobe tun"):
+        preflight(cfg, host(has_tun=False))
+    cfg = build_config(BASE + ["--exception", "virtio-user"], ncpus=2)
+    with pytest.raises(ConfigError, match="needs /dev/vhost-net.*--exception tap"):
+        preflight(cfg, host())
+
+
+def test_veth_name_taken():
+    with pytest.raises(ConfigError, match="interface vEth0 already exists"):
+        preflight(build_config(BASE, ncpus=2), host(taken_ifnames={"vEth0"}))
