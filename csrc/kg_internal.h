@@ -24,6 +24,7 @@
 
 #define KG_BURST_MAX 64
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
+#define KG_EXC_RX_EVERY 4 /* vEthN reads per full to-kernel bursts, see stage_exc */
 
 _Static_assert(KG_DROP_MAX == 8, "kg_port_counters.drops[] size");
 
@@ -36,6 +37,7 @@ struct kg_port {
 	bool admin_up;        /* ctl: w (atomic), lcores: r (atomic) */
 	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
 	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
+	unsigned int exc_rx_skip;   /* exc: w, exc: r */
 	char ifname[KG_IFNAMSIZ];
 	char exc_name[48];    /* vdev name of the vEthN device */
 };

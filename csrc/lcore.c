@@ -131,6 +131,13 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, n - sent);
 		work += n;
 	}
+	/* Reading vEthN is a system call even when it has nothing. While the
+	 * kernel is being fed full bursts, read it one time in KG_EXC_RX_EVERY,
+	 * so that a punt flood does not pay a read per burst; the kernel's
+	 * frames wait at most that many bursts. */
+	if (n == kg.burst && ++p->exc_rx_skip < KG_EXC_RX_EVERY)
+		return work;
+	p->exc_rx_skip = 0;
 
 	n = rte_eth_rx_burst(p->exc_port_id, 0, pkts, kg.burst);
 	if (n) {

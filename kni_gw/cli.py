@@ -45,7 +45,8 @@ Gateway options:
                           vEthN backend (auto: virtio-user when /dev/vhost-net
                           exists, else tap)
   --busy-poll             never sleep when idle (lowest latency, 100% CPU)
-  --idle-sleep US         longest back-off sleep of an idle lcore [200]
+  --idle-sleep US         longest back-off sleep of an idle lcore [1000];
+                          lower it (e.g. 50) for lower idle latency, at more CPU
   --burst N               packets per burst, 1-64 [32]
   --fifo-size N           entries per fifo, a power of two [1024]
   --rx-desc N, --tx-desc N  descriptors per queue [1024]

@@ -77,7 +77,7 @@ class RunConfig:
     monitor_link: bool = False
     backend: str = "auto"
     busy_poll: bool = False
-    idle_sleep_us: int = 200
+    idle_sleep_us: int = 1000
     fifo_size: int = 1024
     rx_desc: int = 1024
     tx_desc: int = 1024
@@ -408,7 +408,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         monitor_link=bool(opts.get("monitor_link")),
         backend=backend,
         busy_poll=bool(opts.get("busy_poll")),
-        idle_sleep_us=_bounded(opts, "idle_sleep", 200, 1, 100_000),
+        idle_sleep_us=_bounded(opts, "idle_sleep", 1000, 1, 100_000),
         fifo_size=_bounded(opts, "fifo_size", 1024, 64, 65536, pow2=True),
         rx_desc=_bounded(opts, "rx_desc", 1024, 64, 16384),
         tx_desc=_bounded(opts, "tx_desc", 1024, 64, 16384),
