@@ -110,7 +110,6 @@ int
 kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 {
 	unsigned int i, nb_lcores = 0, avail;
-	size_t sz;
 	int ret;
 
 	if (!kg.eal_ready) {
@@ -175,12 +174,9 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 		return -ENOMEM;
 	}
 
-	sz = rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE);
-	kg.qsbr = rte_zmalloc("kg_qsbr", sz, RTE_CACHE_LINE_SIZE);
-	if (kg.qsbr == NULL || rte_rcu_qsbr_init(kg.qsbr, RTE_MAX_LCORE) < 0) {
-		kg_err(err, errlen, "cannot allocate the lcore QSBR state");
-		return -ENOMEM;
-	}
+	ret = kg_fib_create(&cfg->fib, err, errlen);
+	if (ret < 0)
+		return ret;
 	memset(kg_stats, 0, sizeof(kg_stats));
 	return kg_port_setup_all(cfg, err, errlen);
 }
@@ -211,6 +207,7 @@ kg_teardown(void)
 		return;
 	kg_port_close_all();
 	kg.nb_ports = 0;
+	kg_fib_free();
 	if (kg.pool) {
 		rte_mempool_free(kg.pool);
 		kg.pool = NULL;

@@ -20,13 +20,15 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include "fib.h"
 #include "kni_gw.h"
 
 #define KG_BURST_MAX 64
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
 #define KG_EXC_RX_EVERY 4 /* vEthN reads per full to-kernel bursts, see stage_exc */
 
-_Static_assert(KG_DROP_MAX == 8, "kg_port_counters.drops[] size");
+_Static_assert(KG_DROP_MAX == 10, "kg_port_counters.drops[] size");
+_Static_assert(KG_PUNT_MAX == 16, "kg_port_counters.punts[] size");
 
 struct kg_port {
 	uint16_t port_id;     /* setup: w */
@@ -81,9 +83,8 @@ int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);
 void kg_quiesce(void);
 
-/* classify.c: verdict for one frame (KG_VERDICT_*). */
-int kg_classify(const unsigned char *frame, unsigned int len,
-		unsigned short *out_port, int *reason);
+/* fib.c */
+void kg_fib_free(void);
 
 #define kg_err(err, errlen, ...) snprintf((err), (errlen), __VA_ARGS__)
 

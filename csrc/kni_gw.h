@@ -31,12 +31,41 @@
 #define KG_DROP_TO_KERNEL_FULL 0 /* rx: fifo to_kernel[N] full */
 #define KG_DROP_FWD_FIFO_FULL 1  /* rx: egress fifo tx[M] full */
 #define KG_DROP_PORT_DOWN_RX 2   /* rx: vEthN down, port not taking traffic */
-#define KG_DROP_MALFORMED 3      /* rx: classifier cannot parse the frame */
-#define KG_DROP_KERNEL_WRITE 4   /* exception: vEthN did not take it */
-#define KG_DROP_KERNEL_FIFO_FULL 5 /* exception: from vEthN, fifo tx[N] full */
-#define KG_DROP_TX_NIC 6         /* tx: port did not take it */
-#define KG_DROP_PORT_DOWN_TX 7   /* tx: vEthN down, port not sending */
-#define KG_DROP_MAX 8
+#define KG_DROP_RUNT 3           /* rx: shorter than its headers say */
+#define KG_DROP_BAD_HEADER 4     /* rx: bad IP version, IHL or length */
+#define KG_DROP_BAD_CHECKSUM 5   /* rx: bad IPv4 header checksum */
+#define KG_DROP_KERNEL_WRITE 6   /* exception: vEthN did not take it */
+#define KG_DROP_KERNEL_FIFO_FULL 7 /* exception: from vEthN, fifo tx[N] full */
+#define KG_DROP_TX_NIC 8         /* tx: port did not take it */
+#define KG_DROP_PORT_DOWN_TX 9   /* tx: vEthN down, port not sending */
+#define KG_DROP_MAX 10
+
+/* Why a frame went to the kernel (DESIGN.md section 2). Values below
+ * KG_NH_FIRST_ADJ stored as an LPM next hop mean "punt for this reason". */
+#define KG_PUNT_NOT_IP 0        /* ARP, LLDP, ... any other ethertype */
+#define KG_PUNT_LOCAL 1         /* to a local or broadcast address */
+#define KG_PUNT_GLEAN 2         /* connected subnet, neighbour not resolved */
+#define KG_PUNT_NOT_FAST 3      /* route not via a vEth, or of a special kind */
+#define KG_PUNT_NO_ROUTE 4      /* no route at all */
+#define KG_PUNT_UNRESOLVED 5    /* next hop's MAC not known yet */
+#define KG_PUNT_TTL 6           /* TTL / hop limit <= 1 */
+#define KG_PUNT_OPTIONS 7       /* IPv4 options, IPv6 hop-by-hop */
+#define KG_PUNT_MTU 8           /* bigger than the egress MTU */
+#define KG_PUNT_L2_MULTICAST 9  /* Ethernet broadcast / multicast */
+#define KG_PUNT_NOT_OURS 10     /* Ethernet destination is not the port's MAC */
+#define KG_PUNT_IP_MULTICAST 11 /* IP multicast / limited broadcast */
+#define KG_PUNT_SPECIAL 12      /* martian, link-local, loopback, ... addresses */
+#define KG_PUNT_VLAN 13         /* 802.1Q / 802.1ad tagged */
+#define KG_PUNT_ICMPV6 14       /* ND, RS/RA, MLD, redirects */
+#define KG_PUNT_FWD_OFF 15      /* forwarding disabled on the ingress vEth */
+#define KG_PUNT_MAX 16
+
+/* LPM next-hop encoding shared with Python. */
+#define KG_NH_FIRST_ADJ 16      /* adjacency indexes start here */
+#define KG_NH_GROUP 0x80000     /* flag: an ECMP group index */
+#define KG_ADJ_MAX 65536
+#define KG_GROUP_MAX 4096
+#define KG_ECMP_MAX 16
 
 /* Counters of one port. Each lcore owns one copy per port and is its only
  * writer; kg_stats_read() sums the copies. Which lcore writes what: */
@@ -49,7 +78,8 @@ struct kg_port_counters {
 	unsigned long long from_kernel; /* exception lcore: read from vEthN */
 	unsigned long long tx_packets;  /* tx lcore: taken by the port */
 	unsigned long long tx_bytes;    /* tx lcore */
-	unsigned long long drops[8];    /* by KG_DROP_*, where they happened */
+	unsigned long long drops[10];   /* by KG_DROP_*, where they happened */
+	unsigned long long punts[16];   /* rx: by KG_PUNT_* */
 };
 
 /* What Python knows about a port besides the lcore counters. */
@@ -80,6 +110,13 @@ struct kg_port_conf {
 	char ifname[16];          /* vEthN */
 };
 
+/* The fast path's tables. Sizes; 0 takes the default. */
+struct kg_fib_conf {
+	unsigned int routes4;   /* IPv4 rules [1048576] */
+	unsigned int tbl8s4;    /* IPv4 groups for prefixes longer than /24 [8192] */
+	unsigned int routes6;   /* IPv6 rules [65536] */
+	unsigned int tbl8s6;    /* IPv6 groups [16384] */
+};
 struct kg_config {
 	unsigned int nb_ports;
 	struct kg_port_conf port[16];
@@ -92,6 +129,7 @@ struct kg_config {
 	unsigned int idle_sleep_us; /* upper bound of idle back-off; 0 = busy poll */
 	unsigned int mbufs;       /* 0: computed; out: the pool size made */
 	unsigned int mbuf_cache;  /* out */
+	struct kg_fib_conf fib;
 };
 
 /* EAL and set-up. kg_eal_init() pins the calling thread: call it from the
@@ -121,9 +159,45 @@ int kg_stats_read(struct kg_port_counters *out, unsigned int n);
 unsigned int kg_mbufs_in_use(void);
 unsigned int kg_mbufs_total(void);
 
-/* The classifier: a pure function over frame bytes (csrc/classify.c). */
-int kg_classify(const unsigned char *frame, unsigned int len,
-		unsigned short *out_port, int *reason);
+int kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen);
+/* Routes: ip in network byte order; nh is a KG_PUNT_* reason (< 16), an
+ * adjacency index, or KG_NH_GROUP | group index. */
+int kg_route4_add(unsigned int ip_be, unsigned char depth, unsigned int nh);
+int kg_route4_del(unsigned int ip_be, unsigned char depth);
+/* IPv6 changes come in batches: begin() stops IPv6 lookups (the lcores punt
+ * IPv6 meanwhile) and waits for the lcores, end() resumes them. */
+int kg_route6_begin(void);
+int kg_route6_add(const unsigned char *ip, unsigned char depth, unsigned int nh);
+int kg_route6_del(const unsigned char *ip, unsigned char depth);
+void kg_route6_end(void);
+/* Adjacency: a next hop's MAC and egress port (configuration index), set
+ * and cleared atomically. */
+int kg_adj_set(unsigned int idx, unsigned int port_index, const unsigned char *mac);
+int kg_adj_clear(unsigned int idx);
+/* ECMP group: only a group no route points to may be (re)written. */
+int kg_group_set(unsigned int idx, const unsigned int *adj, unsigned int n);
+/* Forwarding on/off per ingress port (the kernel's forwarding sysctls). */
+int kg_fib_forwarding(unsigned int port_index, int ipv4, int ipv6);
+/* Port MAC and MTU as the classifier sees them (set by kg_setup and the
+ * port operations; exposed for tests of the classifier without ports). */
+int kg_fib_port(unsigned int port_index, const unsigned char *mac, unsigned int mtu);
+/* Waits until no lcore can still use what was unlinked before the call. */
+void kg_sync(void);
+unsigned long long kg_fib_memory(void);
+
+/* The classifier and the forwarding rewrite, over frame bytes and the
+ * tables above: pure functions, unit-tested and fuzzed without ports. */
+struct kg_verdict {
+	int action;             /* KG_VERDICT_* */
+	int reason;             /* KG_PUNT_* or KG_DROP_* */
+	unsigned int egress;    /* port index, FORWARD only */
+	unsigned long long adj; /* adjacency word, FORWARD only */
+};
+int kg_classify(unsigned int in_port, const unsigned char *frame,
+		unsigned int len, struct kg_verdict *v);
+/* Rewrites a frame classified FORWARD in place; returns its new length. */
+unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
+			const struct kg_verdict *v);
 
 const char *kg_strerror(int err);
 

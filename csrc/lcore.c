@@ -81,25 +81,32 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
-		unsigned short egress = 0;
-		int reason = 0;
-		int v;
+		struct kg_verdict v;
+		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
 
-		v = kg_classify(rte_pktmbuf_mtod(m, const unsigned char *),
-				rte_pktmbuf_data_len(m), &egress, &reason);
-		if (likely(v == KG_VERDICT_PUNT)) {
-			punt[n_punt++] = m;
-		} else if (v == KG_VERDICT_FORWARD && egress < kg.nb_ports) {
-			if (!(fwd_mask & (1u << egress))) {
-				fwd_mask |= 1u << egress;
-				n_fwd[egress] = 0;
+		if (i + 1 < nb)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+		switch (kg_classify_frame(&kg_fib, pi, frame, rte_pktmbuf_data_len(m), &v)) {
+		case KG_VERDICT_FORWARD: {
+			uint32_t len = kg_rewrite_frame(&kg_fib, frame,
+							rte_pktmbuf_data_len(m), &v);
+
+			if (len < m->data_len) /* Ethernet padding goes, as in Linux */
+				rte_pktmbuf_trim(m, m->data_len - len);
+			if (!(fwd_mask & (1u << v.egress))) {
+				fwd_mask |= 1u << v.egress;
+				n_fwd[v.egress] = 0;
 			}
-			fwd[egress][n_fwd[egress]++] = m;
-		} else {
+			fwd[v.egress][n_fwd[v.egress]++] = m;
+			break;
+		}
+		case KG_VERDICT_PUNT:
+			punt[n_punt++] = m;
+			ctr_add(&c->punts[v.reason & (KG_PUNT_MAX - 1)], 1);
+			break;
+		default:
 			rte_pktmbuf_free(m);
-			if ((unsigned int)reason >= KG_DROP_MAX)
-				reason = KG_DROP_MALFORMED;
-			ctr_add(&c->drops[reason], 1);
+			ctr_add(&c->drops[v.reason < KG_DROP_MAX ? v.reason : KG_DROP_BAD_HEADER], 1);
 		}
 	}
 

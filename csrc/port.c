@@ -26,6 +26,18 @@ driver_restartable(const char *driver)
 	return strcmp(driver, "net_af_packet") != 0;
 }
 
+/* The classifier's copy of a port's MAC and MTU. */
+static void
+fib_port_sync(const struct kg_port *p)
+{
+	struct rte_ether_addr mac;
+	uint16_t mtu = RTE_ETHER_MTU;
+
+	rte_eth_macaddr_get(p->port_id, &mac);
+	rte_eth_dev_get_mtu(p->port_id, &mtu);
+	kg_fib_port((unsigned int)(p - kg.port), mac.addr_bytes, mtu);
+}
+
 static struct kg_port *
 port_by_id(uint16_t port_id)
 {
@@ -176,6 +188,7 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 		return ret;
 	}
 	store_relaxed(&p->started, true);
+	fib_port_sync(p);
 	return exc_create(p, cfg->backend, cfg, err, errlen);
 }
 
@@ -319,10 +332,13 @@ int
 kg_port_set_mtu(unsigned short port_id, unsigned short mtu)
 {
 	struct kg_port *p = port_by_id(port_id);
+	int ret;
 
 	if (p == NULL)
 		return -ENODEV;
-	return rte_eth_dev_set_mtu(p->port_id, mtu);
+	ret = rte_eth_dev_set_mtu(p->port_id, mtu);
+	fib_port_sync(p);
+	return ret;
 }
 
 int
@@ -330,13 +346,16 @@ kg_port_set_mac(unsigned short port_id, const unsigned char *mac)
 {
 	struct kg_port *p = port_by_id(port_id);
 	struct rte_ether_addr a;
+	int ret;
 
 	if (p == NULL)
 		return -ENODEV;
 	memcpy(a.addr_bytes, mac, RTE_ETHER_ADDR_LEN);
 	if (!rte_is_valid_assigned_ether_addr(&a))
 		return -EINVAL;
-	return rte_eth_dev_default_mac_addr_set(p->port_id, &a);
+	ret = rte_eth_dev_default_mac_addr_set(p->port_id, &a);
+	fib_port_sync(p);
+	return ret;
 }
 
 int

@@ -11,7 +11,7 @@ from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE.parent / "csrc"
-SOURCES = ["eal.c", "port.c", "lcore.c", "classify.c"]
+SOURCES = ["eal.c", "port.c", "lcore.c", "fib.c"]
 
 
 def _cdef_text() -> str:
@@ -36,7 +36,7 @@ ffibuilder.set_source_pkgconfig(
     '#include "kni_gw.h"\n',
     sources=[os.path.relpath(CSRC / s) for s in SOURCES],
     include_dirs=[os.path.relpath(CSRC)],
-    extra_compile_args=["-O3", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
+    extra_compile_args=["-O3", "-g", "-DALLOW_EXPERIMENTAL_API", "-Wall", "-Wextra", "-Wno-unused-parameter",
                         "-Wno-missing-field-initializers"],
 )
 

@@ -29,12 +29,17 @@ except ImportError as e:  # pragma: no cover - only without a build
 
 BACKEND = {"tap": lib.KG_BACKEND_TAP, "virtio-user": lib.KG_BACKEND_VIRTIO_USER}
 # KG_DROP_* in csrc/kni_gw.h, in order, with the stage that counts them
-DROP_REASONS = ["to_kernel_full", "fwd_fifo_full", "port_down_rx", "malformed",
-                "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx"]
-RX_DROPS = DROP_REASONS[0:4]
-EXC_DROPS = DROP_REASONS[4:6]
-TX_DROPS = DROP_REASONS[6:8]
+DROP_REASONS = ["to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header",
+                "bad_checksum", "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx"]
+RX_DROPS = DROP_REASONS[0:6]
+EXC_DROPS = DROP_REASONS[6:8]
+TX_DROPS = DROP_REASONS[8:10]
+# KG_PUNT_* in csrc/kni_gw.h, in order
+PUNT_REASONS = ["not_ip", "local", "glean", "not_fast", "no_route", "unresolved", "ttl",
+                "options", "mtu", "l2_multicast", "not_ours", "ip_multicast", "special",
+                "vlan", "icmpv6", "forwarding_off"]
 assert len(DROP_REASONS) == lib.KG_DROP_MAX
+assert len(PUNT_REASONS) == lib.KG_PUNT_MAX
 COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
             "from_kernel", "tx_packets", "tx_bytes"]
 
@@ -48,12 +53,31 @@ def ensure(rc: int, what: str) -> int:
     return rc
 
 
-def classify(frame: bytes):
-    """Run the C classifier on one frame: (verdict, egress port, reason)."""
-    port = ffi.new("unsigned short *")
-    reason = ffi.new("int *")
-    v = lib.kg_classify(frame, len(frame), port, reason)
-    return v, port[0], reason[0]
+@dataclasses.dataclass
+class Verdict:
+    action: int
+    reason: int
+    egress: int
+    mac: str
+
+    @property
+    def name(self) -> str:
+        if self.action == lib.KG_VERDICT_FORWARD:
+            return f"forward:{self.egress}"
+        if self.action == lib.KG_VERDICT_PUNT:
+            return "punt:" + PUNT_REASONS[self.reason]
+        return "drop:" + DROP_REASONS[self.reason]
+
+
+def classify(in_port: int, frame: bytes):
+    """The C classifier on one frame, and the frame after the forwarding
+    rewrite (unchanged unless the verdict is FORWARD)."""
+    v = ffi.new("struct kg_verdict *")
+    buf = ffi.new("unsigned char[]", frame)
+    lib.kg_classify(in_port, buf, len(frame), v)
+    n = lib.kg_rewrite(buf, len(frame), v)
+    mac = ":".join(f"{(v.adj >> (8 * i)) & 0xff:02x}" for i in range(6))
+    return Verdict(v.action, v.reason, v.egress, mac), bytes(ffi.buffer(buf, n))
 
 
 @dataclasses.dataclass
@@ -221,8 +245,12 @@ class Dataplane:
             c = out[i]
             d = {k: int(getattr(c, k)) for k in COUNTERS}
             d["drops"] = {r: int(c.drops[j]) for j, r in enumerate(DROP_REASONS)}
+            d["punts"] = {r: int(c.punts[j]) for j, r in enumerate(PUNT_REASONS)}
             res.append(d)
         return res
+
+    def fib_memory(self) -> int:
+        return lib.kg_fib_memory()
 
     def mbufs_in_use(self) -> int:
         return lib.kg_mbufs_in_use()

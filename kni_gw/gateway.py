@@ -19,11 +19,13 @@ from typing import Deque
 from .config import HostFacts, RunConfig, preflight
 from .dataplane import Dataplane
 from .exception_path import KernelSync
+from .netlink import FibMirror
 from .stats import Stats, render_json, render_table
 
 log = logging.getLogger("kni-gw")
 
 LINK_POLL_S = 0.2
+SYSCTL_POLL_S = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -82,6 +84,11 @@ class Gateway:
                      p.lcore_rx, p.lcore_tx, p.lcore_exc)
         self.sync = KernelSync(self.dp, cfg)
         self.sync.start()
+        port_of_ifindex = {self.sync.state[p.port].index: i for i, p in enumerate(cfg.ports)}
+        self.ifname_of_port = {i: p.ifname for i, p in enumerate(cfg.ports)}
+        self.fib = FibMirror(self.dp, port_of_ifindex)
+        self.fib.poll_forwarding(self.ifname_of_port)
+        self.fib.resync()
         self.stats = Stats(self.dp)
         log.info("ready (pid %d): %s",
                  os.getpid(), "kill -USR1 for statistics, -USR2 to reset them, -TERM to stop")
@@ -89,9 +96,10 @@ class Gateway:
         sel = selectors.DefaultSelector()
         sel.register(rfd, selectors.EVENT_READ, "signal")
         sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
-        next_link = 0.0
+        sel.register(self.fib.fileno(), selectors.EVENT_READ, "fib")
+        next_link = next_sysctl = 0.0
         while True:
-            timeout = LINK_POLL_S if cfg.monitor_link else 1.0
+            timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
             for key, _ in sel.select(timeout):
                 if key.data == "signal":
                     try:
@@ -101,6 +109,8 @@ class Gateway:
                         pass
                 elif key.data == "netlink":
                     self.sync.on_readable()
+                elif key.data == "fib":
+                    self.fib.on_readable()
             while self.pending:
                 s = self.pending.popleft()
                 if s in STOP_SIGNALS:
@@ -110,13 +120,17 @@ class Gateway:
             if not self.dp.alive:
                 log.error("the dataplane stopped unexpectedly")
                 return 1
-            if cfg.monitor_link and time.monotonic() >= next_link:
+            now = time.monotonic()
+            if cfg.monitor_link and now >= next_link:
                 self.sync.poll_link()
-                next_link = time.monotonic() + LINK_POLL_S
+                next_link = now + LINK_POLL_S
+            if now >= next_sysctl:
+                self.fib.poll_forwarding(self.ifname_of_port)
+                next_sysctl = now + SYSCTL_POLL_S
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
-            view = self.stats.current()
+            view = self.stats.current({"fib": self.fib.view()})
             out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
             sys.stdout.write(out)
             sys.stdout.flush()
@@ -130,6 +144,8 @@ class Gateway:
     def _shutdown(self) -> None:
         if hasattr(self, "sync"):
             self.sync.close()
+        if hasattr(self, "fib"):
+            self.fib.close()
         # join in slices so that a second signal is still handled
         while not self.dp.stop(timeout=0.2):
             pass

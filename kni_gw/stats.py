@@ -39,8 +39,9 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             "mtu": info.mtu,
             "admin_up": info.admin_up,
             "link_up": info.link_up,
-            **{k: v for k, v in c.items() if k != "drops"},
+            **{k: v for k, v in c.items() if k not in ("drops", "punts")},
             "drops": dict(c["drops"]),
+            "punts": dict(c["punts"]),
             "hw": dict(info.hw),
         })
     snap = {
@@ -81,6 +82,8 @@ def subtract(snap: Dict[str, Any], base: Optional[Dict[str, Any]]) -> Dict[str, 
                 p[k] -= b[k]
             for r in p["drops"]:
                 p["drops"][r] -= b["drops"].get(r, 0)
+            for r in p["punts"]:
+                p["punts"][r] -= b["punts"].get(r, 0)
             for k in HW_CUMULATIVE:
                 p["hw"][k] -= b["hw"].get(k, 0)
         p.update(derive(p))
@@ -112,20 +115,26 @@ def render_table(view: Dict[str, Any], width: int = 250) -> str:
         if view.get("since") else ""), title_justify="left")
     cols = ["Port", "Lcore(RX/TX/EXC)", "vEth", "rx_packets", "rx_dropped", "tx_packets",
             "tx_dropped", "to_kernel", "from_kernel", "kernel_dropped", "forwarded",
-            "drops by reason"]
+            "punts by reason", "drops by reason"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("vEth", "drops by reason", "Lcore(RX/TX/EXC)")
+        t.add_column(c, justify="left" if c in ("vEth", "drops by reason", "punts by reason",
+                                               "Lcore(RX/TX/EXC)")
                      else "right", no_wrap=True)
     for p in view["ports"]:
         reasons = ", ".join(f"{r}={n}" for r, n in p["drops"].items() if n) or "-"
+        punts = ", ".join(f"{r}={n}" for r, n in p["punts"].items() if n) or "-"
         t.add_row(
             str(p["port"]), f"{p['lcore_rx']}/{p['lcore_tx']}/{p['lcore_exception']}",
             f"{p['ifname']} ({'up' if p['admin_up'] else 'down'})",
             str(p["rx_packets"]), str(p["rx_dropped"]), str(p["tx_packets"]),
             str(p["tx_dropped"]), str(p["to_kernel"]), str(p["from_kernel"]),
-            str(p["kernel_dropped"]), str(p["forwarded"]), reasons)
+            str(p["kernel_dropped"]), str(p["forwarded"]), punts, reasons)
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=False, color_system=None)
     console.print(t)
+    if "fib" in view:
+        f = view["fib"]
+        console.print(f"routes: {f['routes4']} IPv4, {f['routes6']} IPv6 (fast path {f['fast4']} + "
+                      f"{f['fast6']}); neighbours {f['neighbours']}; tables {f['memory'] / 2**20:.0f} MiB")
     console.print(f"mbufs in use: {view['mbufs_in_use']} of {view['mbufs_total']}")
     return buf.getvalue()

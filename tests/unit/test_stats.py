@@ -1,8 +1,7 @@
-"""Statistics arithmetic and rendering, and the C classifier through cffi
-(no ports, no root)."""
+"""Statistics arithmetic and rendering (no ports, no root)."""
 import json
 
-from kni_gw.dataplane import DROP_REASONS, classify, lib
+from kni_gw.dataplane import DROP_REASONS, PUNT_REASONS
 from kni_gw.stats import derive, render_json, render_table, subtract
 
 
@@ -13,14 +12,14 @@ def snap(t, rx, tok, fwd, ktx, fk, tx, drops=None, mbufs=100):
         "port": 0, "ifname": "vEth0", "lcore_rx": 0, "lcore_tx": 1, "lcore_exception": 1,
         "admin_up": True, "rx_packets": rx, "rx_bytes": rx * 60, "to_kernel": tok,
         "forwarded": fwd, "kernel_tx": ktx, "from_kernel": fk, "tx_packets": tx,
-        "tx_bytes": tx * 60, "drops": d,
+        "tx_bytes": tx * 60, "drops": d, "punts": {r: 0 for r in PUNT_REASONS},
         "hw": {"hw_ipackets": rx, "hw_imissed": 0, "hw_ierrors": 0, "hw_rx_nombuf": 0,
                "hw_opackets": tx, "hw_oerrors": 0, "exc_ipackets": fk, "exc_opackets": ktx,
                "exc_oerrors": 0, "to_kernel_fifo_used": 3, "tx_fifo_used": 0}}]}
 
 
 def test_kni_columns_from_drop_reasons():
-    p = snap(0, 10, 7, 0, 6, 5, 4, {"to_kernel_full": 2, "malformed": 1, "kernel_write": 1,
+    p = snap(0, 10, 7, 0, 6, 5, 4, {"to_kernel_full": 2, "runt": 1, "kernel_write": 1,
                                      "tx_nic": 1, "port_down_tx": 2})["ports"][0]
     assert derive(p) == {"rx_dropped": 3, "kernel_dropped": 1, "tx_dropped": 3}
     # rx = to_kernel + forwarded + rx_dropped
@@ -51,10 +50,3 @@ def test_json_and_table_renderings():
     assert "0/1/1" in t and "mbufs in use: 100 of 1023" in t
 
 
-def test_classifier_punts_frames_and_drops_runts():
-    arp = bytes.fromhex("ffffffffffff" "020000000001" "0806") + bytes(28)
-    v, port, reason = classify(arp)
-    assert v == lib.KG_VERDICT_PUNT
-    for n in range(14):
-        v, port, reason = classify(arp[:n])
-        assert (v, reason) == (lib.KG_VERDICT_DROP, lib.KG_DROP_MALFORMED)

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * fib.c - create and edit the fast path's tables (see fib.h for who reads
+ * and writes what). Called from the control thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_errno.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+
+#include "fib.h"
+#include "kg_internal.h"
+
+struct kg_fib kg_fib;
+
+static int
+qsbr_ensure(void)
+{
+	size_t sz;
+
+	if (kg.qsbr)
+		return 0;
+	sz = rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE);
+	kg.qsbr = rte_zmalloc("kg_qsbr", sz, RTE_CACHE_LINE_SIZE);
+	if (kg.qsbr == NULL || rte_rcu_qsbr_init(kg.qsbr, RTE_MAX_LCORE) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
+{
+	struct rte_lpm_config c4 = { 0 };
+	struct rte_lpm6_config c6 = { 0 };
+	struct rte_lpm_rcu_config rcu = { 0 };
+	int ret;
+
+	if (kg_fib.lpm4)
+		return 0;
+	if (qsbr_ensure() < 0) {
+		kg_err(err, errlen, "cannot allocate the lcore QSBR state");
+		return -ENOMEM;
+	}
+	c4.max_rules = conf->routes4 ? conf->routes4 : 1 << 20;
+	c4.number_tbl8s = conf->tbl8s4 ? conf->tbl8s4 : 8192;
+	c6.max_rules = conf->routes6 ? conf->routes6 : 1 << 16;
+	c6.number_tbl8s = conf->tbl8s6 ? conf->tbl8s6 : 1 << 14;
+
+	kg_fib.lpm4 = rte_lpm_create("kg_lpm4", rte_socket_id(), &c4);
+	if (kg_fib.lpm4 == NULL) {
+		kg_err(err, errlen,
+		       "cannot create the IPv4 route table (%u routes): %s; give "
+		       "EAL more memory (-m / --socket-mem / hugepages)",
+		       c4.max_rules, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	rcu.v = kg.qsbr;
+	rcu.mode = RTE_LPM_QSBR_MODE_SYNC;
+	ret = rte_lpm_rcu_qsbr_add(kg_fib.lpm4, &rcu);
+	if (ret < 0) {
+		kg_err(err, errlen, "cannot attach RCU to the IPv4 route table");
+		return ret;
+	}
+	kg_fib.lpm6 = rte_lpm6_create("kg_lpm6", rte_socket_id(), &c6);
+	if (kg_fib.lpm6 == NULL) {
+		kg_err(err, errlen,
+		       "cannot create the IPv6 route table (%u routes): %s; give "
+		       "EAL more memory (-m / --socket-mem / hugepages)",
+		       c6.max_rules, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	kg_fib.adj = rte_zmalloc("kg_adj", sizeof(uint64_t) * KG_ADJ_MAX,
+				 RTE_CACHE_LINE_SIZE);
+	kg_fib.group = rte_zmalloc("kg_group", sizeof(struct kg_group) * KG_GROUP_MAX,
+				   RTE_CACHE_LINE_SIZE);
+	if (kg_fib.adj == NULL || kg_fib.group == NULL) {
+		kg_err(err, errlen, "cannot allocate the next-hop tables");
+		return -ENOMEM;
+	}
+	kg_fib.memory = sizeof(struct rte_lpm_tbl_entry) *
+			((uint64_t)RTE_LPM_TBL24_NUM_ENTRIES + 256ULL * c4.number_tbl8s)
+		      + 8ULL * c4.max_rules
+		      + 4ULL * ((1ULL << 24) + 256ULL * c6.number_tbl8s)
+		      + 24ULL * c6.max_rules
+		      + sizeof(uint64_t) * KG_ADJ_MAX
+		      + sizeof(struct kg_group) * KG_GROUP_MAX;
+	return 0;
+}
+
+void
+kg_fib_free(void)
+{
+	rte_lpm_free(kg_fib.lpm4);
+	rte_lpm6_free(kg_fib.lpm6);
+	rte_free(kg_fib.adj);
+	rte_free(kg_fib.group);
+	memset(&kg_fib, 0, sizeof(kg_fib));
+}
+
+unsigned long long
+kg_fib_memory(void)
+{
+	return kg_fib.memory;
+}
+
+static int
+nh_ok(unsigned int nh)
+{
+	if (nh < KG_NH_FIRST_ADJ)
+		return nh < KG_PUNT_MAX;
+	if (nh & KG_NH_GROUP)
+		return (nh & ~KG_NH_GROUP) < KG_GROUP_MAX;
+	return nh < KG_ADJ_MAX;
+}
+
+int
+kg_route4_add(unsigned int ip_be, unsigned char depth, unsigned int nh)
+{
+	if (kg_fib.lpm4 == NULL)
+		return -ENODEV;
+	if (depth > 32 || !nh_ok(nh))
+		return -EINVAL;
+	return rte_lpm_add(kg_fib.lpm4, rte_be_to_cpu_32(ip_be), depth, nh);
+}
+
+int
+kg_route4_del(unsigned int ip_be, unsigned char depth)
+{
+	if (kg_fib.lpm4 == NULL)
+		return -ENODEV;
+	if (depth > 32)
+		return -EINVAL;
+	return rte_lpm_delete(kg_fib.lpm4, rte_be_to_cpu_32(ip_be), depth);
+}
+
+int
+kg_route6_begin(void)
+{
+	if (kg_fib.lpm6 == NULL)
+		return -ENODEV;
+	__atomic_store_n(&kg_fib.v6_writing, 1, __ATOMIC_SEQ_CST);
+	kg_quiesce();
+	return 0;
+}
+
+void
+kg_route6_end(void)
+{
+	__atomic_store_n(&kg_fib.v6_writing, 0, __ATOMIC_RELEASE);
+}
+
+int
+kg_route6_add(const unsigned char *ip, unsigned char depth, unsigned int nh)
+{
+	if (kg_fib.lpm6 == NULL)
+		return -ENODEV;
+	if (!__atomic_load_n(&kg_fib.v6_writing, __ATOMIC_RELAXED))
+		return -EPERM;  /* outside kg_route6_begin/end */
+	if (depth > 128 || !nh_ok(nh))
+		return -EINVAL;
+	return rte_lpm6_add(kg_fib.lpm6, ip, depth, nh);
+}
+
+int
+kg_route6_del(const unsigned char *ip, unsigned char depth)
+{
+	if (kg_fib.lpm6 == NULL)
+		return -ENODEV;
+	if (!__atomic_load_n(&kg_fib.v6_writing, __ATOMIC_RELAXED))
+		return -EPERM;
+	if (depth > 128)
+		return -EINVAL;
+	return rte_lpm6_delete(kg_fib.lpm6, ip, depth);
+}
+
+int
+kg_adj_set(unsigned int idx, unsigned int port_index, const unsigned char *mac)
+{
+	uint64_t w = 0;
+
+	if (kg_fib.adj == NULL)
+		return -ENODEV;
+	if (idx < KG_NH_FIRST_ADJ || idx >= KG_ADJ_MAX || port_index >= KG_MAX_PORTS)
+		return -EINVAL;
+	memcpy(&w, mac, 6);
+	w |= (uint64_t)port_index << KG_ADJ_PORT_SHIFT | KG_ADJ_VALID;
+	__atomic_store_n(&kg_fib.adj[idx], w, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+kg_adj_clear(unsigned int idx)
+{
+	if (kg_fib.adj == NULL)
+		return -ENODEV;
+	if (idx < KG_NH_FIRST_ADJ || idx >= KG_ADJ_MAX)
+		return -EINVAL;
+	__atomic_store_n(&kg_fib.adj[idx], 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+kg_group_set(unsigned int idx, const unsigned int *adj, unsigned int n)
+{
+	struct kg_group g = { 0 };
+	unsigned int i;
+
+	if (kg_fib.group == NULL)
+		return -ENODEV;
+	if (idx >= KG_GROUP_MAX || n == 0 || n > KG_ECMP_MAX)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (adj[i] < KG_NH_FIRST_ADJ || adj[i] >= KG_ADJ_MAX)
+			return -EINVAL;
+		g.adj[i] = adj[i];
+	}
+	g.n = n;
+	kg_fib.group[idx] = g;
+	/* published by the route that will point to it (rte_lpm_add) */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+kg_fib_forwarding(unsigned int port_index, int ipv4, int ipv6)
+{
+	if (port_index >= KG_MAX_PORTS)
+		return -EINVAL;
+	__atomic_store_n(&kg_fib.fwd4[port_index], ipv4 ? 1 : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&kg_fib.fwd6[port_index], ipv6 ? 1 : 0, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int
+kg_fib_port(unsigned int port_index, const unsigned char *mac, unsigned int mtu)
+{
+	uint64_t w = 0;
+
+	if (port_index >= KG_MAX_PORTS)
+		return -EINVAL;
+	memcpy(&w, mac, 6);
+	__atomic_store_n(&kg_fib.port_mac[port_index], w, __ATOMIC_RELAXED);
+	__atomic_store_n(&kg_fib.port_mtu[port_index], mtu, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void
+kg_sync(void)
+{
+	kg_quiesce();
+}
+
+int
+kg_classify(unsigned int in_port, const unsigned char *frame, unsigned int len,
+	    struct kg_verdict *v)
+{
+	if (kg_fib.lpm4 == NULL || in_port >= KG_MAX_PORTS) {
+		memset(v, 0, sizeof(*v));
+		return kg_punt(v, KG_PUNT_NOT_FAST);
+	}
+	return kg_classify_frame(&kg_fib, in_port, frame, len, v);
+}
+
+unsigned int
+kg_rewrite(unsigned char *frame, unsigned int len, const struct kg_verdict *v)
+{
+	/* only what kg_classify() let through is rewritten: check its shape
+	 * again, so that any bytes and verdict are safe here */
+	if (v->action != KG_VERDICT_FORWARD || len < 14 + 40 ||
+	    !((frame[12] == 0x08 && frame[13] == 0x00) ||
+	      (frame[12] == 0x86 && frame[13] == 0xdd)))
+		return len;
+	return kg_rewrite_frame(&kg_fib, frame, len, v);
+}

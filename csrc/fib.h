@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * fib.h - the fast path's tables, mirrored from the kernel by the control
+ * thread (kni_gw/netlink.py through fib.c), read by the rx lcores.
+ *
+ *   lpm4     rte_lpm: prefix -> next hop. Updated live: rte_lpm writes its
+ *            entries atomically and, through its QSBR integration, frees a
+ *            tbl8 group only after every lcore has passed a quiescent point.
+ *   lpm6     rte_lpm6 (no RCU in DPDK 22.11): the control thread raises
+ *            v6_writing, waits for the lcores, edits, lowers it. While it is
+ *            raised the lcores punt IPv6, so the kernel forwards it.
+ *   adj[]    one 64-bit word per next hop: MAC (bytes 0-5, wire order),
+ *            egress port index (byte 6), valid flag (byte 7). Written and
+ *            read whole, atomically: a lookup never sees a torn next hop.
+ *   group[]  ECMP groups of adjacencies; immutable while a route uses them.
+ *
+ * Next-hop values: < KG_NH_FIRST_ADJ a punt reason, KG_NH_GROUP | g an ECMP
+ * group, else an adjacency index.
+ */
+#ifndef KG_FIB_H
+#define KG_FIB_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_lpm.h>
+#include <rte_lpm6.h>
+
+#include "kni_gw.h"
+
+#define KG_ADJ_VALID (1ULL << 63)
+#define KG_ADJ_PORT_SHIFT 48
+
+struct kg_group {
+	uint32_t n;
+	uint32_t adj[KG_ECMP_MAX];
+};
+
+struct kg_fib {
+	struct rte_lpm *lpm4;           /* ctl: w (rte_lpm API), rx: r */
+	struct rte_lpm6 *lpm6;          /* ctl: w while v6_writing, rx: r otherwise */
+	uint32_t v6_writing;            /* ctl: w (atomic), rx: r (atomic) */
+	uint64_t *adj;                  /* [KG_ADJ_MAX] ctl: w (atomic), rx: r (atomic) */
+	struct kg_group *group;         /* [KG_GROUP_MAX] ctl: w unused slots, rx: r */
+	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; MAC in bytes 0-5 */
+	uint32_t port_mtu[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r */
+	uint8_t fwd4[KG_MAX_PORTS];     /* ctl: w, rx: r; kernel forwarding sysctl */
+	uint8_t fwd6[KG_MAX_PORTS];
+	uint64_t memory;                /* ctl: w; bytes the tables take */
+};
+
+extern struct kg_fib kg_fib;
+
+static inline uint64_t
+kg_load64(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t
+kg_be16(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 8) | p[1];
+}
+
+static inline uint32_t
+kg_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline int
+kg_punt(struct kg_verdict *v, int reason)
+{
+	v->action = KG_VERDICT_PUNT;
+	v->reason = reason;
+	return KG_VERDICT_PUNT;
+}
+
+static inline int
+kg_drop(struct kg_verdict *v, int reason)
+{
+	v->action = KG_VERDICT_DROP;
+	v->reason = reason;
+	return KG_VERDICT_DROP;
+}
+
+/* A next hop from the LPM: a punt reason, or an adjacency (picked from a
+ * group by the flow hash). Fills v for FORWARD. */
+static inline int
+kg_nexthop(const struct kg_fib *f, uint32_t nh, uint32_t hash, uint32_t ip_len,
+	   struct kg_verdict *v)
+{
+	uint64_t a;
+	uint32_t egress;
+
+	if (nh < KG_NH_FIRST_ADJ)
+		return kg_punt(v, (int)nh);
+	if (nh & KG_NH_GROUP) {
+		const struct kg_group *g = &f->group[(nh & ~KG_NH_GROUP) % KG_GROUP_MAX];
+		uint32_t n = g->n;
+
+		if (unlikely(n == 0 || n > KG_ECMP_MAX))
+			return kg_punt(v, KG_PUNT_UNRESOLVED);
+		nh = g->adj[hash % n];
+	}
+	a = kg_load64(&f->adj[nh % KG_ADJ_MAX]);
+	if (!(a & KG_ADJ_VALID))
+		return kg_punt(v, KG_PUNT_UNRESOLVED);
+	egress = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
+	if (egress >= KG_MAX_PORTS)
+		return kg_punt(v, KG_PUNT_UNRESOLVED);
+	if (ip_len > __atomic_load_n(&f->port_mtu[egress], __ATOMIC_RELAXED))
+		return kg_punt(v, KG_PUNT_MTU);
+	v->action = KG_VERDICT_FORWARD;
+	v->reason = 0;
+	v->egress = egress;
+	v->adj = a;
+	return KG_VERDICT_FORWARD;
+}
+
+static inline uint32_t
+kg_flow_hash(uint32_t a, uint32_t b, uint32_t c)
+{
+	/* a small avalanche mix (murmur3 finaliser) over the flow's words */
+	uint32_t h = a * 0x9e3779b1u ^ b;
+
+	h ^= c * 0x85ebca6bu;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* L4 ports of a first fragment or unfragmented TCP/UDP/SCTP packet, else 0. */
+static inline uint32_t
+kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
+{
+	if (frag || (proto != 6 && proto != 17 && proto != 132) || l4 + 4 > end)
+		return 0;
+	return kg_be32(l4);
+}
+
+static inline int
+kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
+		 uint32_t avail, struct kg_verdict *v)
+{
+	uint32_t ihl, tot, sum, i, src, dst, nh, frag;
+
+	if (avail < 20)
+		return kg_drop(v, KG_DROP_RUNT);
+	if ((ip[0] >> 4) != 4 || (ihl = (uint32_t)(ip[0] & 0xf) * 4) < 20)
+		return kg_drop(v, KG_DROP_BAD_HEADER);
+	if (avail < ihl)
+		return kg_drop(v, KG_DROP_RUNT);
+	tot = kg_be16(ip + 2);
+	if (tot < ihl)
+		return kg_drop(v, KG_DROP_BAD_HEADER);
+	if (tot > avail)
+		return kg_drop(v, KG_DROP_RUNT);
+	/* the header checksum, as ip_rcv verifies it */
+	sum = 0;
+	for (i = 0; i < ihl; i += 2)
+		sum += kg_be16(ip + i);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	if (sum != 0xffff)
+		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
+
+	src = kg_be32(ip + 12);
+	dst = kg_be32(ip + 16);
+	/* multicast and limited broadcast destinations are the kernel's */
+	if ((dst >> 28) == 0xe || dst == 0xffffffffu)
+		return kg_punt(v, KG_PUNT_IP_MULTICAST);
+	/* what the kernel calls martian: 0/8, 127/8, multicast or broadcast
+	 * sources, 0/8 or 127/8 destinations */
+	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) == 0xe ||
+	    src == 0xffffffffu || (dst >> 24) == 0 || (dst >> 24) == 127)
+		return kg_punt(v, KG_PUNT_SPECIAL);
+	if (rte_lpm_lookup(f->lpm4, dst, &nh) != 0)
+		return kg_punt(v, KG_PUNT_NO_ROUTE);
+	if (nh < KG_NH_FIRST_ADJ)
+		return kg_punt(v, (int)nh);
+	if (!f->fwd4[in])
+		return kg_punt(v, KG_PUNT_FWD_OFF);
+	/* a source that is one of our own addresses is martian too */
+	if (rte_lpm_lookup(f->lpm4, src, &i) == 0 && i == KG_PUNT_LOCAL)
+		return kg_punt(v, KG_PUNT_SPECIAL);
+	if (ihl != 20)
+		return kg_punt(v, KG_PUNT_OPTIONS);
+	if (ip[8] <= 1)
+		return kg_punt(v, KG_PUNT_TTL);
+	frag = kg_be16(ip + 6) & 0x1fff;
+	return kg_nexthop(f, nh,
+			  kg_flow_hash(src, dst, ((uint32_t)ip[9] << 24) ^
+				       kg_l4_ports(ip + 20, ip + tot, ip[9], frag != 0)),
+			  tot, v);
+}
+
+static inline int
+kg_v6_special(const uint8_t *a)
+{
+	static const uint8_t zero[16];
+
+	/* link-local fe80::/10 */
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+		return 1;
+	if (memcmp(a, zero, 10) != 0)
+		return 0;
+	/* v4-mapped ::ffff:0:0/96; unspecified ::, loopback ::1 */
+	if (a[10] == 0xff && a[11] == 0xff)
+		return 1;
+	return memcmp(a + 10, zero, 5) == 0 && (a[15] == 0 || a[15] == 1);
+}
+
+static inline int
+kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
+		 uint32_t avail, struct kg_verdict *v)
+{
+	uint32_t plen, nh, hash;
+	uint8_t next;
+
+	if (avail < 40)
+		return kg_drop(v, KG_DROP_RUNT);
+	if ((ip[0] >> 4) != 6)
+		return kg_drop(v, KG_DROP_BAD_HEADER);
+	plen = kg_be16(ip + 4);
+	if (plen + 40 > avail)
+		return kg_drop(v, KG_DROP_RUNT);
+	next = ip[6];
+	if (ip[24] == 0xff)
+		return kg_punt(v, KG_PUNT_IP_MULTICAST);
+	if (ip[8] == 0xff || kg_v6_special(ip + 8) || kg_v6_special(ip + 24))
+		return kg_punt(v, KG_PUNT_SPECIAL);
+	if (next == 0)
+		return kg_punt(v, KG_PUNT_OPTIONS);    /* hop-by-hop */
+	if (next == 58 && plen >= 1 && ip[40] >= 130 && ip[40] <= 143)
+		return kg_punt(v, KG_PUNT_ICMPV6);     /* MLD, ND, RS/RA, redirect */
+	if (__atomic_load_n(&f->v6_writing, __ATOMIC_ACQUIRE))
+		return kg_punt(v, KG_PUNT_NOT_FAST);
+	if (rte_lpm6_lookup(f->lpm6, ip + 24, &nh) != 0)
+		return kg_punt(v, KG_PUNT_NO_ROUTE);
+	if (nh < KG_NH_FIRST_ADJ)
+		return kg_punt(v, (int)nh);
+	if (!f->fwd6[in])
+		return kg_punt(v, KG_PUNT_FWD_OFF);
+	if (ip[7] <= 1)
+		return kg_punt(v, KG_PUNT_TTL);
+	hash = kg_flow_hash(kg_be32(ip + 20) ^ kg_be32(ip + 16), kg_be32(ip + 36) ^ kg_be32(ip + 32),
+			    ((uint32_t)next << 24) ^ kg_l4_ports(ip + 40, ip + 40 + plen, next, 0));
+	return kg_nexthop(f, nh, hash, plen + 40, v);
+}
+
+/* The verdict for one frame received on port index `in`. */
+static inline int
+kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
+	       uint32_t len, struct kg_verdict *v)
+{
+	uint64_t mac;
+	uint32_t type;
+
+	if (unlikely(len < 14))
+		return kg_drop(v, KG_DROP_RUNT);
+	if (frame[0] & 1)
+		return kg_punt(v, KG_PUNT_L2_MULTICAST);
+	mac = kg_load64(&f->port_mac[in]);
+	if (memcmp(frame, &mac, 6) != 0)
+		return kg_punt(v, KG_PUNT_NOT_OURS);
+	type = kg_be16(frame + 12);
+	if (likely(type == 0x0800))
+		return kg_classify_ipv4(f, in, frame + 14, len - 14, v);
+	if (type == 0x86dd)
+		return kg_classify_ipv6(f, in, frame + 14, len - 14, v);
+	if (type == 0x8100 || type == 0x88a8)
+		return kg_punt(v, KG_PUNT_VLAN);
+	return kg_punt(v, KG_PUNT_NOT_IP);
+}
+
+static inline int
+kg_classify_frame(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
+		  uint32_t len, struct kg_verdict *v)
+{
+	int r = kg_classify_l3(f, in, frame, len, v);
+
+	/* out of the interface it came in on: the kernel also sends a
+	 * redirect, so it is the kernel's to forward */
+	if (r == KG_VERDICT_FORWARD && v->egress == in)
+		return kg_punt(v, KG_PUNT_NOT_FAST);
+	return r;
+}
+
+/* Forwarding rewrite, as the Linux kernel does it: destination MAC of the
+ * next hop, source MAC of the egress port, TTL/hop limit - 1 with the IPv4
+ * checksum updated incrementally exactly as ip_decrease_ttl() does, and
+ * Ethernet padding after the IP packet removed. Returns the new length. */
+static inline uint32_t
+kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
+		 const struct kg_verdict *v)
+{
+	uint64_t src = kg_load64(&f->port_mac[v->egress % KG_MAX_PORTS]);
+	uint8_t *ip = frame + 14;
+	uint32_t newlen;
+
+	memcpy(frame, &v->adj, 6);
+	memcpy(frame + 6, &src, 6);
+	if (frame[12] == 0x08) {
+		uint32_t check = ((uint32_t)ip[11] << 8 | ip[10]) + rte_cpu_to_be_16(0x0100);
+		uint16_t c;
+
+		ip[8]--;
+		c = (uint16_t)(check + (check >= 0xffff));
+		ip[10] = (uint8_t)c;
+		ip[11] = (uint8_t)(c >> 8);
+		newlen = 14 + kg_be16(ip + 2);
+	} else {
+		ip[7]--;
+		newlen = 14 + 40 + kg_be16(ip + 4);
+	}
+	return newlen < len ? newlen : len;
+}
+
+#endif /* KG_FIB_H */

@@ -1,0 +1,464 @@
+"""Kernel -> fast path mirror: routes, local addresses and neighbours.
+
+The kernel stays the one source of truth. At start a full dump, then
+netlink events; on ENOBUFS (events lost) a fresh dump, reconciled against
+what is installed. What is installed in C:
+
+* every route of the main table (254) and the local table (255), as an LPM
+  entry whose next hop is either a punt reason or something to forward to:
+    local table: local/anycast -> punt "local"; broadcast/multicast -> punt
+    main table, unicast, every next hop through a vEth:
+        connected            -> punt "glean" (the kernel resolves)
+        via a gateway        -> the gateway's adjacency
+        several gateways     -> an ECMP group of adjacencies
+    anything else (another interface, blackhole/unreachable/prohibit, a
+    route MTU, TOS, nexthop objects, ...) -> punt "not_fast"
+  the local table wins where both have the same prefix, as in Linux.
+* every resolved neighbour on a vEth whose address falls in a connected
+  route of that vEth: a host route (/32, /128) to its adjacency.
+
+Adjacency and group indexes are only reused after kg_sync(): a lookup that
+started before an index was unlinked may still read it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import ipaddress
+import logging
+import select
+import socket
+import time
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import (RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH)
+
+from .dataplane import ffi, lib
+from .errors import DataplaneError
+
+log = logging.getLogger("kni-gw")
+
+MAIN, LOCAL = 254, 255
+RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST, RTN_MULTICAST = 1, 2, 3, 4, 5
+RTM_F_CLONED = 0x200
+RTNH_F_DEAD, RTNH_F_LINKDOWN = 0x1, 0x10
+NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # reachable stale delay probe noarp permanent
+RCVBUF = 32 << 20
+
+Prefix = Tuple[int, bytes, int]          # (family, network address bytes, length)
+AdjKey = Tuple[int, int, bytes]          # (port index, family, address bytes)
+
+
+def ip_bytes(family: int, text: str) -> bytes:
+    return socket.inet_pton(family, text)
+
+
+def masked(family: int, addr: bytes, plen: int) -> bytes:
+    n = int.from_bytes(addr, "big")
+    bits = 32 if family == socket.AF_INET else 128
+    mask = ((1 << plen) - 1) << (bits - plen) if plen else 0
+    return (n & mask).to_bytes(bits // 8, "big")
+
+
+@dataclasses.dataclass
+class Route:
+    """What one kernel route means for the fast path."""
+    kind: str                     # "punt", "glean", "adj", "group"
+    reason: int = 0               # punt reason
+    port: int = -1                # glean: the vEth's port index
+    hops: Tuple[AdjKey, ...] = ()  # adj / group
+
+
+class FibMirror:
+    def __init__(self, dp, port_of_ifindex: Dict[int, int]):
+        self.dp = dp
+        self.port_of_ifindex = port_of_ifindex      # vEth ifindex -> port index
+        self.events = IPRoute()
+        self.events.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH,
+                         rcvbuf=RCVBUF)
+        self.nl = IPRoute()
+        # kernel state
+        self.routes: Dict[Prefix, Dict[int, Dict[Tuple[int, int], Route]]] = {}
+        self.neigh: Dict[AdjKey, bytes] = {}
+        # installed state
+        self.installed: Dict[Prefix, int] = {}
+        self.adj_of: Dict[AdjKey, int] = {}
+        self.adj_ref: Dict[int, int] = {}
+        self.adj_key: Dict[int, AdjKey] = {}
+        self.free_adj: List[int] = list(range(lib.KG_ADJ_MAX - 1, lib.KG_NH_FIRST_ADJ - 1, -1))
+        self.group_of: Dict[Tuple[int, ...], int] = {}
+        self.group_ref: Dict[int, int] = {}
+        self.free_group: List[int] = list(range(lib.KG_GROUP_MAX - 1, -1, -1))
+        self.pending_adj: List[int] = []
+        self.pending_group: List[int] = []
+        self.v6_ops: List[Tuple[str, Prefix, int]] = []
+        self.fwd: Dict[int, Tuple[int, int]] = {}
+        self.stats = {"events": 0, "resyncs": 0}
+
+    def close(self) -> None:
+        self.events.close()
+        self.nl.close()
+
+    def fileno(self) -> int:
+        return self.events.fileno()
+
+    # ------------------------------------------------------------ dumps
+    def resync(self) -> None:
+        """Full dump of routes and neighbours, reconciled with what is
+        installed (start, and after lost events)."""
+        t0 = time.monotonic()
+        self.routes = {}
+        self.neigh = {}
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            for m in self.nl.route("dump", family=fam):
+                self._route_msg(m, "RTM_NEWROUTE")
+        for m in self.nl.neigh("dump"):
+            self._neigh_msg(m, "RTM_NEWNEIGH")
+        self._reconcile_all()
+        self.stats["resyncs"] += 1
+        log.info("fib: mirrored %d IPv4 + %d IPv6 prefixes, %d neighbours in %.2f s",
+                 *self.counts()[:3], time.monotonic() - t0)
+
+    def counts(self) -> Tuple[int, int, int, int, int]:
+        r4 = sum(1 for p in self.installed if p[0] == socket.AF_INET)
+        f4 = sum(1 for p, nh in self.installed.items() if p[0] == socket.AF_INET and nh >= lib.KG_NH_FIRST_ADJ)
+        f6 = sum(1 for p, nh in self.installed.items() if p[0] == socket.AF_INET6 and nh >= lib.KG_NH_FIRST_ADJ)
+        return r4, len(self.installed) - r4, len(self.neigh), f4, f6
+
+    def view(self) -> Dict[str, int]:
+        r4, r6, n, f4, f6 = self.counts()
+        return {"routes4": r4, "routes6": r6, "neighbours": n, "fast4": f4, "fast6": f6,
+                "adjacencies": len(self.adj_ref), "groups": len(self.group_ref),
+                "memory": self.dp.fib_memory(), **self.stats}
+
+    # ------------------------------------------------------------ events
+    def on_readable(self, budget: int = 20000) -> None:
+        """Read what is queued (up to budget messages) and apply it as one
+        batch."""
+        touched: Set[Prefix] = set()
+        neigh_touched: Set[AdjKey] = set()
+        n = 0
+        try:
+            while n < budget:
+                for m in self.events.get():
+                    n += 1
+                    ev = m.get("event")
+                    if ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+                        p = self._route_msg(m, ev)
+                        if p is not None:
+                            touched.add(p)
+                    elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
+                        k = self._neigh_msg(m, ev)
+                        if k is not None:
+                            neigh_touched.add(k)
+                if not select.select([self.events], [], [], 0)[0]:
+                    break
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
+            log.warning("fib: netlink events lost (ENOBUFS); resynchronising from a dump")
+            self.resync()
+            return
+        self.stats["events"] += n
+        self._apply(touched, neigh_touched)
+
+    def _route_msg(self, m, ev: str) -> Optional[Prefix]:
+        fam = m["family"]
+        if fam not in (socket.AF_INET, socket.AF_INET6) or m["flags"] & RTM_F_CLONED:
+            return None
+        table = m.get_attr("RTA_TABLE") or m["table"]
+        if table not in (MAIN, LOCAL):
+            return None
+        plen = m["dst_len"]
+        dst = m.get_attr("RTA_DST")
+        addr = ip_bytes(fam, dst) if dst else bytes(4 if fam == socket.AF_INET else 16)
+        key: Prefix = (fam, masked(fam, addr, plen), plen)
+        rid = (m.get_attr("RTA_PRIORITY") or 0, m["tos"])
+        tables = self.routes.setdefault(key, {})
+        entries = tables.setdefault(table, {})
+        if ev == "RTM_DELROUTE":
+            entries.pop(rid, None)
+            if not entries:
+                tables.pop(table, None)
+            if not tables:
+                self.routes.pop(key, None)
+        else:
+            entries[rid] = self._meaning(m, fam, table)
+        return key
+
+    def _meaning(self, m, fam: int, table: int) -> Route:
+        rtype = m["type"]
+        if table == LOCAL:
+            if rtype in (RTN_LOCAL, RTN_ANYCAST):
+                return Route("punt", lib.KG_PUNT_LOCAL)
+            if rtype in (RTN_BROADCAST, RTN_MULTICAST):
+                return Route("punt", lib.KG_PUNT_IP_MULTICAST)
+            return Route("punt", lib.KG_PUNT_NOT_FAST)
+        if rtype != RTN_UNICAST or m["tos"] or m.get_attr("RTA_NH_ID") or m.get_attr("RTA_VIA"):
+            return Route("punt", lib.KG_PUNT_NOT_FAST)
+        metrics = m.get_attr("RTA_METRICS")
+        if metrics and any(k == "RTAX_MTU" for k, _ in metrics.get("attrs", [])):
+            return Route("punt", lib.KG_PUNT_NOT_FAST)   # the kernel applies a route MTU
+        hops = []
+        mp = m.get_attr("RTA_MULTIPATH")
+        if mp:
+            for nh in mp:
+                if nh["flags"] & (RTNH_F_DEAD | RTNH_F_LINKDOWN):
+                    continue
+                hops.append((nh["oif"], nh.get_attr("RTA_GATEWAY")))
+        else:
+            hops.append((m.get_attr("RTA_OIF"), m.get_attr("RTA_GATEWAY")))
+        if not hops:
+            return Route("punt", lib.KG_PUNT_NOT_FAST)
+        ports = [self.port_of_ifindex.get(oif) for oif, _ in hops]
+        if any(p is None for p in ports):
+            return Route("punt", lib.KG_PUNT_NOT_FAST)   # not through a vEth
+        gws = [gw for _, gw in hops]
+        if len(hops) == 1 and gws[0] is None:
+            return Route("glean", port=ports[0])
+        if any(gw is None for gw in gws):
+            return Route("punt", lib.KG_PUNT_NOT_FAST)
+        keys = tuple(sorted((p, fam, ip_bytes(fam, gw)) for p, gw in zip(ports, gws)))
+        if len(keys) == 1:
+            return Route("adj", hops=keys)
+        return Route("group", hops=keys[:lib.KG_ECMP_MAX])
+
+    def _neigh_msg(self, m, ev: str) -> Optional[AdjKey]:
+        fam = m["family"]
+        port = self.port_of_ifindex.get(m["ifindex"])
+        dst = m.get_attr("NDA_DST")
+        if fam not in (socket.AF_INET, socket.AF_INET6) or port is None or dst is None:
+            return None
+        addr = ip_bytes(fam, dst)
+        if (fam == socket.AF_INET and addr[0] >= 224) or (fam == socket.AF_INET6 and addr[0] == 0xFF):
+            return None
+        key: AdjKey = (port, fam, addr)
+        lladdr = m.get_attr("NDA_LLADDR")
+        if ev == "RTM_NEWNEIGH" and m["state"] & NUD_USABLE and lladdr:
+            self.neigh[key] = bytes(int(x, 16) for x in lladdr.split(":"))
+        else:
+            self.neigh.pop(key, None)
+        return key
+
+    # ------------------------------------------------------------ reconcile
+    def effective(self, key: Prefix) -> Optional[Route]:
+        tables = self.routes.get(key)
+        if not tables:
+            return None
+        entries = tables.get(LOCAL) or tables.get(MAIN)
+        return entries[min(entries)] if entries else None
+
+    def covering(self, fam: int, addr: bytes) -> Optional[Route]:
+        """The route Linux would use for addr, among the mirrored ones
+        (host routes of neighbours aside)."""
+        bits = 32 if fam == socket.AF_INET else 128
+        for plen in range(bits, -1, -1):
+            r = self.effective((fam, masked(fam, addr, plen), plen))
+            if r is not None:
+                return r
+        return None
+
+    def _want_host(self, key: AdjKey) -> bool:
+        port, fam, addr = key
+        if key not in self.neigh:
+            return False
+        host = (fam, addr, 32 if fam == socket.AF_INET else 128)
+        if self.effective(host) is not None:
+            return False      # an explicit host route (or local address) wins
+        r = self.covering(fam, addr)
+        return r is not None and r.kind == "glean" and r.port == port
+
+    def _desired(self, key: Prefix) -> Optional[Route]:
+        r = self.effective(key)
+        if r is not None:
+            return r
+        fam, addr, plen = key
+        if plen == (32 if fam == socket.AF_INET else 128):
+            for port in self._ports_with_neigh(fam, addr):
+                k = (port, fam, addr)
+                if self._want_host(k):
+                    return Route("adj", hops=(k,))
+        return None
+
+    def _ports_with_neigh(self, fam: int, addr: bytes) -> Iterable[int]:
+        return [p for (p, f, a) in self.neigh if f == fam and a == addr]
+
+    def _reconcile_all(self) -> None:
+        keys = set(self.routes) | set(self.installed)
+        for (port, fam, addr) in self.neigh:
+            keys.add((fam, addr, 32 if fam == socket.AF_INET else 128))
+        self._reconcile(keys)
+        for k in list(self.adj_of):
+            self._refresh_adj(k)
+        self._flush()
+
+    def _apply(self, touched: Set[Prefix], neigh_touched: Set[AdjKey]) -> None:
+        keys = set(touched)
+        # neighbours: their adjacency's MAC, and their host route
+        for k in neigh_touched:
+            if k in self.adj_of:
+                self._refresh_adj(k)
+            keys.add((k[1], k[2], 32 if k[1] == socket.AF_INET else 128))
+        # a route change may change which neighbours get host routes
+        if touched:
+            for (port, fam, addr) in self.neigh:
+                bits = 32 if fam == socket.AF_INET else 128
+                if any((fam, masked(fam, addr, plen), plen) in touched for plen in range(bits + 1)):
+                    keys.add((fam, addr, bits))
+        self._reconcile(keys)
+        self._flush()
+
+    def _reconcile(self, keys: Iterable[Prefix]) -> None:
+        for key in keys:
+            want = self._desired(key)
+            old = self.installed.get(key)
+            if want is None:
+                if old is not None:
+                    self._install(key, None)
+                    self._release(old)
+                continue
+            nh = self._acquire(want)
+            if nh == old:
+                self._release(nh)          # already there: drop the extra reference
+                continue
+            self._install(key, nh)
+            if old is not None:
+                self._release(old)
+
+    # adjacencies and groups -------------------------------------
+    def _adj(self, key: AdjKey) -> int:
+        idx = self.adj_of.get(key)
+        if idx is None:
+            if not self.free_adj:
+                raise DataplaneError("fib: out of adjacencies", errno.ENOSPC)
+            idx = self.free_adj.pop()
+            self.adj_of[key] = idx
+            self.adj_key[idx] = key
+            self.adj_ref[idx] = 0
+            self._refresh_adj(key)
+        self.adj_ref[idx] += 1
+        return idx
+
+    def _refresh_adj(self, key: AdjKey) -> None:
+        idx = self.adj_of[key]
+        mac = self.neigh.get(key)
+        if mac is not None:
+            self._check(lib.kg_adj_set(idx, key[0], mac), "adjacency")
+        else:
+            self._check(lib.kg_adj_clear(idx), "adjacency")
+
+    def _acquire(self, r: Route) -> int:
+        if r.kind == "punt":
+            return r.reason
+        if r.kind == "glean":
+            return lib.KG_PUNT_GLEAN
+        adjs = tuple(self._adj(k) for k in r.hops)
+        if r.kind == "adj":
+            return adjs[0]
+        g = self.group_of.get(adjs)
+        if g is None:
+            if not self.free_group:
+                for a in adjs:
+                    self._release(a)
+                return lib.KG_PUNT_NOT_FAST
+            g = self.free_group.pop()
+            arr = ffi.new("unsigned int[]", list(adjs))
+            self._check(lib.kg_group_set(g, arr, len(adjs)), "ECMP group")
+            self.group_of[adjs] = g
+            self.group_ref[g] = 0
+        else:
+            for a in adjs:                  # the group already holds them
+                self._release(a)
+        self.group_ref[g] += 1
+        return lib.KG_NH_GROUP | g
+
+    def _release(self, nh: int) -> None:
+        if nh < lib.KG_NH_FIRST_ADJ:
+            return
+        if nh & lib.KG_NH_GROUP:
+            g = nh & ~lib.KG_NH_GROUP
+            self.group_ref[g] -= 1
+            if self.group_ref[g] == 0:
+                del self.group_ref[g]
+                adjs = next(k for k, v in self.group_of.items() if v == g)
+                del self.group_of[adjs]
+                self.pending_group.append(g)
+                for a in adjs:
+                    self._release(a)
+            return
+        self.adj_ref[nh] -= 1
+        if self.adj_ref[nh] == 0:
+            del self.adj_ref[nh]
+            key = self.adj_key.pop(nh)
+            del self.adj_of[key]
+            self.pending_adj.append(nh)
+
+    def _install(self, key: Prefix, nh: Optional[int]) -> None:
+        fam, addr, plen = key
+        if fam == socket.AF_INET6:
+            self.v6_ops.append(("del" if nh is None else "add", key, nh or 0))
+        elif nh is None:
+            self._check(lib.kg_route4_del(int.from_bytes(addr, "little"), plen), "IPv4 route delete",
+                        ok=(-errno.ENOENT, -errno.EINVAL))
+        else:
+            self._check(lib.kg_route4_add(int.from_bytes(addr, "little"), plen, nh), "IPv4 route")
+        if nh is None:
+            self.installed.pop(key, None)
+        else:
+            self.installed[key] = nh
+
+    def _flush(self) -> None:
+        """Apply the IPv6 batch; then, once no lcore can hold them, clear and
+        recycle the indexes released by this batch."""
+        if self.v6_ops:
+            self._check(lib.kg_route6_begin(), "IPv6 table")
+            try:
+                for op, (fam, addr, plen), nh in self.v6_ops:
+                    if op == "add":
+                        self._check(lib.kg_route6_add(addr, plen, nh), "IPv6 route")
+                    else:
+                        self._check(lib.kg_route6_del(addr, plen), "IPv6 route delete",
+                                    ok=(-errno.ENOENT, -errno.EINVAL))
+            finally:
+                lib.kg_route6_end()
+            self.v6_ops = []
+        if self.pending_adj or self.pending_group:
+            lib.kg_sync()
+            for a in self.pending_adj:
+                lib.kg_adj_clear(a)
+            self.free_adj.extend(self.pending_adj)
+            self.free_group.extend(self.pending_group)
+            self.pending_adj, self.pending_group = [], []
+
+    @staticmethod
+    def _check(rc: int, what: str, ok: Tuple[int, ...] = ()) -> None:
+        if rc < 0 and rc not in ok:
+            log.error("fib: %s: %s", what, ffi.string(lib.kg_strerror(rc)).decode())
+
+    # ------------------------------------------------------------ sysctls
+    def poll_forwarding(self, ifname_of_port: Dict[int, str]) -> None:
+        """The kernel forwards from a vEth only where forwarding is on:
+        follow net.ipv{4,6}.conf.<vEth>.forwarding."""
+        for port, ifname in ifname_of_port.items():
+            v4 = _read_int(f"/proc/sys/net/ipv4/conf/{ifname}/forwarding")
+            v6 = _read_int(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding")
+            if self.fwd.get(port) != (v4, v6):
+                if port in self.fwd:
+                    log.info("%s: forwarding IPv4 %s, IPv6 %s", ifname, "on" if v4 else "off",
+                             "on" if v6 else "off")
+                self.fwd[port] = (v4, v6)
+                lib.kg_fib_forwarding(port, v4, v6)
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def describe(key: Prefix) -> str:
+    fam, addr, plen = key
+    return f"{ipaddress.ip_address(addr)}/{plen}"

@@ -1,0 +1,215 @@
+"""The C classifier and forwarding rewrite (DESIGN.md section 2) over real
+DPDK LPM tables, without ports: EAL runs in this process with --no-huge
+--no-shconf, on a thread of its own (EAL pins the thread that starts it)."""
+import socket
+import threading
+
+import pytest
+from scapy.all import ARP, Dot1Q, Ether, ICMPv6ND_NS, IP, IPOption_RR, IPv6, IPv6ExtHdrHopByHop, Raw, UDP
+
+from kni_gw.dataplane import classify, ffi, lib
+
+MAC0, MAC1 = "02:00:00:00:00:a0", "02:00:00:00:00:a1"
+PEER0, PEER1 = "02:00:00:00:00:b0", "02:00:00:00:00:b1"
+ADJ_PEER1, ADJ_OTHER, ADJ_UNRESOLVED = 16, 17, 18
+
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+def v4(ip):
+    return int.from_bytes(socket.inet_aton(ip), "little")
+
+
+def v6(ip):
+    return socket.inet_pton(socket.AF_INET6, ip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tables():
+    rc = []
+    t = threading.Thread(target=lambda: rc.append(lib.kg_eal_init(
+        7, [ffi.new("char[]", a) for a in (b"kni-gw-test", b"--no-huge", b"-m", b"256",
+                                          b"--no-shconf", b"--no-pci", b"--log-level=warning")]
+        + [ffi.NULL])))
+    t.start()
+    t.join()
+    assert rc == [0], "EAL initialisation failed for the classifier tests"
+    conf = ffi.new("struct kg_fib_conf *", {"routes4": 1024, "tbl8s4": 256, "routes6": 1024,
+                                            "tbl8s6": 256})
+    err = ffi.new("char[]", 256)
+    assert lib.kg_fib_create(conf, err, 256) == 0, ffi.string(err)
+    lib.kg_fib_port(0, mac(MAC0), 1500)
+    lib.kg_fib_port(1, mac(MAC1), 1500)
+    lib.kg_fib_forwarding(0, 1, 1)
+    lib.kg_fib_forwarding(1, 1, 1)
+    lib.kg_adj_set(ADJ_PEER1, 1, mac(PEER1))
+    lib.kg_adj_set(ADJ_OTHER, 0, mac(PEER0))
+    lib.kg_adj_clear(ADJ_UNRESOLVED)
+    routes = [("10.0.0.0", 24, lib.KG_PUNT_GLEAN), ("10.1.0.0", 24, lib.KG_PUNT_GLEAN),
+              ("10.0.0.1", 32, lib.KG_PUNT_LOCAL), ("10.1.0.1", 32, lib.KG_PUNT_LOCAL),
+              ("10.0.0.255", 32, lib.KG_PUNT_IP_MULTICAST), ("10.1.0.2", 32, ADJ_PEER1),
+              ("10.2.0.0", 16, ADJ_PEER1), ("10.4.0.0", 16, ADJ_UNRESOLVED),
+              ("10.5.0.0", 16, lib.KG_PUNT_NOT_FAST), ("10.6.0.0", 16, ADJ_OTHER),
+              ("10.3.0.0", 16, lib.KG_NH_GROUP | 7)]
+    arr = ffi.new("unsigned int[]", [ADJ_PEER1, 19])
+    lib.kg_adj_set(19, 1, mac("02:00:00:00:00:c1"))
+    assert lib.kg_group_set(7, arr, 2) == 0
+    for ip, plen, nh in routes:
+        assert lib.kg_route4_add(v4(ip), plen, nh) == 0, (ip, plen)
+    assert lib.kg_route6_add(v6("2001:db8:1::"), 64, ADJ_PEER1) == -1  # only between begin/end
+    assert lib.kg_route6_begin() == 0
+    for ip, plen, nh in [("2001:db8:1::", 64, lib.KG_PUNT_GLEAN), ("2001:db8:1::2", 128, ADJ_PEER1),
+                         ("2001:db8:0::1", 128, lib.KG_PUNT_LOCAL), ("2001:db8:9::", 48, ADJ_PEER1)]:
+        assert lib.kg_route6_add(v6(ip), plen, nh) == 0
+    lib.kg_route6_end()
+    yield
+
+
+def ether(dst=MAC0, src=PEER0):
+    return Ether(dst=dst, src=src)
+
+
+def frame4(dst="10.1.0.2", src="10.0.0.2", ttl=64, payload=b"x" * 18, **kw):
+    return bytes(ether(**kw) / IP(src=src, dst=dst, ttl=ttl) / UDP(sport=1234, dport=80) / payload)
+
+
+def verdict(frame, port=0):
+    return classify(port, frame)[0].name
+
+
+def test_forward_rewrites_like_the_kernel():
+    f = frame4(ttl=64)
+    v, out = classify(0, f)
+    assert v.name == "forward:1" and v.mac == PEER1
+    got = Ether(out)
+    assert got.dst == PEER1 and got.src == MAC1
+    assert got[IP].ttl == 63
+    # the checksum is right, and equal to a full recomputation
+    chk = got[IP].chksum
+    del got[IP].chksum
+    assert IP(bytes(got[IP]))[IP].chksum == chk
+    # nothing else changed
+    assert out[14:22] == f[14:22] and out[23] == f[23] and out[26:] == f[26:]
+
+
+def test_checksum_rewrite_matches_every_ttl():
+    for ttl in range(2, 256, 7):
+        for tos in (0, 0xB8):
+            f = bytes(ether() / IP(src="10.0.0.2", dst="10.2.3.4", ttl=ttl, tos=tos, id=ttl * 77) / UDP())
+            v, out = classify(0, f)
+            assert v.name == "forward:1"
+            ip = IP(out[14:])
+            chk = ip.chksum
+            del ip.chksum
+            assert IP(bytes(ip)).chksum == chk, (ttl, tos)
+
+
+def test_ethernet_padding_is_removed():
+    f = frame4(payload=b"")          # 42 bytes; padded to 60 on the wire
+    padded = f + b"\x00" * (60 - len(f))
+    v, out = classify(0, padded)
+    assert v.name == "forward:1" and len(out) == len(f)
+
+
+@pytest.mark.parametrize("frame, expect", [
+    (frame4(ttl=1), "punt:ttl"),
+    (frame4(ttl=0), "punt:ttl"),
+    (bytes(ether() / IP(src="10.0.0.2", dst="10.1.0.2", options=[IPOption_RR()]) / UDP()), "punt:options"),
+    (frame4(dst="10.0.0.1"), "punt:local"),
+    (frame4(dst="10.0.0.255"), "punt:ip_multicast"),
+    (frame4(dst="224.0.0.5"), "punt:ip_multicast"),
+    (frame4(dst="255.255.255.255"), "punt:ip_multicast"),
+    (frame4(dst="192.168.7.7"), "punt:no_route"),
+    (frame4(dst="10.1.0.77"), "punt:glean"),
+    (frame4(dst="10.4.1.1"), "punt:unresolved"),
+    (frame4(dst="10.5.1.1"), "punt:not_fast"),
+    (frame4(dst="10.6.1.1"), "punt:not_fast"),         # back out of port 0: the kernel redirects
+    (frame4(src="127.0.0.1"), "punt:special"),
+    (frame4(src="0.1.2.3"), "punt:special"),
+    (frame4(src="10.0.0.1"), "punt:special"),           # our own address as source: martian
+    (frame4(dst="127.0.0.1"), "punt:special"),
+    (bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER0) / IP(src="10.0.0.2", dst="10.1.0.2") / UDP()),
+     "punt:l2_multicast"),
+    (bytes(Ether(dst="02:00:00:00:00:99", src=PEER0) / IP(src="10.0.0.2", dst="10.1.0.2") / UDP()), "punt:not_ours"),
+    (bytes(ether() / ARP(pdst="10.0.0.1")), "punt:not_ip"),
+    (bytes(ether() / Dot1Q(vlan=5) / IP(src="10.0.0.2", dst="10.1.0.2") / UDP()), "punt:vlan"),
+])
+def test_punts(frame, expect):
+    assert verdict(frame) == expect
+
+
+def test_drops_what_the_kernel_drops():
+    good = frame4()
+    bad_sum = bytearray(good)
+    bad_sum[24] ^= 0xFF
+    assert verdict(bytes(bad_sum)) == "drop:bad_checksum"
+    bad_ihl = bytearray(good)
+    bad_ihl[14] = 0x44
+    assert verdict(bytes(bad_ihl)) == "drop:bad_header"
+    bad_ver = bytearray(good)
+    bad_ver[14] = 0x55
+    assert verdict(bytes(bad_ver)) == "drop:bad_header"
+    # total length beyond the frame: truncated
+    assert verdict(good[:-4]) == "drop:runt"
+    for n in list(range(0, 14)) + list(range(14, 34)):
+        assert verdict(good[:n]).startswith("drop:runt"), n
+
+
+def test_mtu_and_forwarding_sysctl():
+    lib.kg_fib_port(1, mac(MAC1), 1000)
+    try:
+        assert verdict(frame4(payload=b"y" * 1200)) == "punt:mtu"
+        assert verdict(frame4(payload=b"y" * 900)) == "forward:1"
+    finally:
+        lib.kg_fib_port(1, mac(MAC1), 1500)
+    lib.kg_fib_forwarding(0, 0, 1)
+    try:
+        assert verdict(frame4()) == "punt:forwarding_off"
+    finally:
+        lib.kg_fib_forwarding(0, 1, 1)
+
+
+def test_ecmp_spreads_flows_and_keeps_each_flow_on_one_path():
+    seen = {}
+    for sport in range(200):
+        f = bytes(ether() / IP(src="10.0.0.2", dst="10.3.0.9") / UDP(sport=sport, dport=53))
+        v, _ = classify(0, f)
+        seen.setdefault(v.mac, 0)
+        seen[v.mac] += 1
+        assert classify(0, f)[0].mac == v.mac
+    assert set(seen) == {PEER1, "02:00:00:00:00:c1"} and min(seen.values()) > 50
+
+
+def test_ipv6():
+    def f6(dst="2001:db8:1::2", src="2001:db8:0::2", hlim=64, ext=None, payload=None):
+        p = ether() / IPv6(src=src, dst=dst, hlim=hlim)
+        if ext is not None:
+            p = p / ext
+        return bytes(p / (payload if payload is not None else UDP(sport=1, dport=2) / Raw(b"z" * 10)))
+
+    v, out = classify(0, f6())
+    assert v.name == "forward:1"
+    got = Ether(out)
+    assert got.dst == PEER1 and got.src == MAC1 and got[IPv6].hlim == 63
+    assert out[14 + 8:] == f6()[14 + 8:]
+    assert verdict(f6(dst="2001:db8:9:1::5")) == "forward:1"
+    assert verdict(f6(hlim=1)) == "punt:ttl"
+    assert verdict(f6(dst="2001:db8:0::1")) == "punt:local"
+    assert verdict(f6(dst="2001:db8:1::99")) == "punt:glean"
+    assert verdict(f6(dst="2001:db8:77::1")) == "punt:no_route"
+    assert verdict(f6(dst="ff02::1")) == "punt:ip_multicast"
+    assert verdict(f6(src="fe80::1")) == "punt:special"
+    assert verdict(f6(dst="::ffff:10.1.0.2")) == "punt:special"
+    assert verdict(f6(ext=IPv6ExtHdrHopByHop())) == "punt:options"
+    assert verdict(f6(dst="2001:db8:1::2", payload=ICMPv6ND_NS(tgt="2001:db8:1::2"))) == "punt:icmpv6"
+    assert verdict(f6()[:-3]) == "drop:runt"
+
+
+def test_rewrite_is_safe_on_any_bytes():
+    """kg_rewrite only touches a frame shaped like one it would forward."""
+    v = ffi.new("struct kg_verdict *", {"action": lib.KG_VERDICT_FORWARD, "egress": 200})
+    for blob in (b"", b"\x00" * 13, b"\xff" * 60, bytes(range(256))):
+        buf = ffi.new("unsigned char[]", blob or b"\x00")
+        assert lib.kg_rewrite(buf, len(blob), v) <= max(len(blob), 1)
