@@ -25,6 +25,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from .config import RunConfig, resolve_backend, veth_name  # noqa: F401 (re-exported)
 from .errors import DataplaneError
+from .netlink import EventSocket
 
 log = logging.getLogger("kni-gw")
 
@@ -79,8 +80,7 @@ class KernelSync:
     def __init__(self, dp, cfg: RunConfig):
         self.dp = dp
         self.cfg = cfg
-        self.events = IPRoute()
-        self.events.bind(groups=RTMGRP_LINK)
+        self.events = EventSocket(RTMGRP_LINK, rcvbuf=1 << 20)
         self.nl = IPRoute()
         self.state: Dict[int, VethState] = {}
         self.by_index: Dict[int, VethState] = {}
@@ -124,7 +124,7 @@ class KernelSync:
     # ------------------------------------------------------------ events
     def on_readable(self) -> None:
         try:
-            msgs = self.events.get()
+            msgs = self.events.read()
         except OSError as e:
             if e.errno == errno.ENOBUFS:
                 log.warning("netlink: events lost (ENOBUFS); resynchronising vEth state")

@@ -25,7 +25,7 @@ from .stats import Stats, render_json, render_table
 log = logging.getLogger("kni-gw")
 
 LINK_POLL_S = 0.2
-SYSCTL_POLL_S = 0.5
+SYSCTL_POLL_S = 2.0  # a safety net: RTM_NEWNETCONF events drive it
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -26,13 +26,16 @@ import dataclasses
 import errno
 import ipaddress
 import logging
-import select
 import socket
+import struct
 import time
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import (RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH)
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from .dataplane import ffi, lib
 from .errors import DataplaneError
@@ -61,6 +64,67 @@ def masked(family: int, addr: bytes, plen: int) -> bytes:
     return (n & mask).to_bytes(bits // 8, "big")
 
 
+# message type -> (event name, class): RTM_NEW/DELLINK, ROUTE, NEIGH
+_MSG = {16: ("RTM_NEWLINK", ifinfmsg), 17: ("RTM_DELLINK", ifinfmsg),
+        24: ("RTM_NEWROUTE", rtmsg), 25: ("RTM_DELROUTE", rtmsg),
+        28: ("RTM_NEWNEIGH", ndmsg), 29: ("RTM_DELNEIGH", ndmsg),
+        80: ("RTM_NEWNETCONF", None)}
+# RTNLGRP_IPV4_NETCONF (24), RTNLGRP_IPV6_NETCONF (25): forwarding sysctl changes
+RTMGRP_NETCONF = (1 << 23) | (1 << 24)
+SO_RCVBUFFORCE = 33
+
+
+class EventSocket:
+    """A non-blocking rtnetlink multicast socket, read to the end each time
+    it is readable; messages decoded with pyroute2's classes. (pyroute2's
+    own event reader keeps messages in a queue of its own, where select()
+    cannot see them.) ENOBUFS from recv() means events were lost."""
+
+    def __init__(self, groups: int, rcvbuf: int = RCVBUF):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                  socket.NETLINK_ROUTE)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind((0, groups))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def read(self, budget: int = 1 << 30) -> list:
+        out = []
+        while len(out) < budget:
+            try:
+                buf = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            out.extend(parse(buf))
+        return out
+
+
+def parse(buf: bytes) -> list:
+    out = []
+    off = 0
+    while off + 16 <= len(buf):
+        length, mtype = struct.unpack_from("=IH", buf, off)
+        if length < 16 or off + length > len(buf):
+            break
+        kind = _MSG.get(mtype)
+        if kind is not None and kind[1] is None:
+            out.append({"event": kind[0]})
+        elif kind is not None:
+            m = kind[1](buf[off:off + length])
+            m.decode()
+            m["event"] = kind[0]
+            out.append(m)
+        off += (length + 3) & ~3
+    return out
+
+
 @dataclasses.dataclass
 class Route:
     """What one kernel route means for the fast path."""
@@ -74,9 +138,9 @@ class FibMirror:
     def __init__(self, dp, port_of_ifindex: Dict[int, int]):
         self.dp = dp
         self.port_of_ifindex = port_of_ifindex      # vEth ifindex -> port index
-        self.events = IPRoute()
-        self.events.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH,
-                         rcvbuf=RCVBUF)
+        self.events = EventSocket(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH
+                                  | RTMGRP_NETCONF)
+        self.ifname_of_port: Dict[int, str] = {}
         self.nl = IPRoute()
         # kernel state
         self.routes: Dict[Prefix, Dict[int, Dict[Tuple[int, int], Route]]] = {}
@@ -129,6 +193,8 @@ class FibMirror:
     def view(self) -> Dict[str, int]:
         r4, r6, n, f4, f6 = self.counts()
         return {"routes4": r4, "routes6": r6, "neighbours": n, "fast4": f4, "fast6": f6,
+                "forwarding": {str(p): {"ipv4": bool(v[0]), "ipv6": bool(v[1])}
+                               for p, v in sorted(self.fwd.items())},
                 "adjacencies": len(self.adj_ref), "groups": len(self.group_ref),
                 "memory": self.dp.fib_memory(), **self.stats}
 
@@ -138,29 +204,30 @@ class FibMirror:
         batch."""
         touched: Set[Prefix] = set()
         neigh_touched: Set[AdjKey] = set()
-        n = 0
         try:
-            while n < budget:
-                for m in self.events.get():
-                    n += 1
-                    ev = m.get("event")
-                    if ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-                        p = self._route_msg(m, ev)
-                        if p is not None:
-                            touched.add(p)
-                    elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
-                        k = self._neigh_msg(m, ev)
-                        if k is not None:
-                            neigh_touched.add(k)
-                if not select.select([self.events], [], [], 0)[0]:
-                    break
+            msgs = self.events.read(budget)
         except OSError as e:
             if e.errno != errno.ENOBUFS:
                 raise
             log.warning("fib: netlink events lost (ENOBUFS); resynchronising from a dump")
             self.resync()
             return
-        self.stats["events"] += n
+        netconf = False
+        for m in msgs:
+            ev = m["event"]
+            if ev == "RTM_NEWNETCONF":
+                netconf = True
+            elif ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+                p = self._route_msg(m, ev)
+                if p is not None:
+                    touched.add(p)
+            elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
+                k = self._neigh_msg(m, ev)
+                if k is not None:
+                    neigh_touched.add(k)
+        self.stats["events"] += len(msgs)
+        if netconf:
+            self.poll_forwarding()
         self._apply(touched, neigh_touched)
 
     def _route_msg(self, m, ev: str) -> Optional[Prefix]:
@@ -236,9 +303,12 @@ class FibMirror:
         key: AdjKey = (port, fam, addr)
         lladdr = m.get_attr("NDA_LLADDR")
         if ev == "RTM_NEWNEIGH" and m["state"] & NUD_USABLE and lladdr:
-            self.neigh[key] = bytes(int(x, 16) for x in lladdr.split(":"))
-        else:
-            self.neigh.pop(key, None)
+            mac = bytes(int(x, 16) for x in lladdr.split(":"))
+            if self.neigh.get(key) != mac:
+                log.debug("fib: neighbour %s on port %d is %s", dst, port, lladdr)
+            self.neigh[key] = mac
+        elif self.neigh.pop(key, None) is not None:
+            log.debug("fib: neighbour %s on port %d unusable", dst, port)
         return key
 
     # ------------------------------------------------------------ reconcile
@@ -407,6 +477,8 @@ class FibMirror:
             self.installed.pop(key, None)
         else:
             self.installed[key] = nh
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("fib: %s -> %s", describe(key), "removed" if nh is None else nh_name(nh))
 
     def _flush(self) -> None:
         """Apply the IPv6 batch; then, once no lcore can hold them, clear and
@@ -437,10 +509,13 @@ class FibMirror:
             log.error("fib: %s: %s", what, ffi.string(lib.kg_strerror(rc)).decode())
 
     # ------------------------------------------------------------ sysctls
-    def poll_forwarding(self, ifname_of_port: Dict[int, str]) -> None:
+    def poll_forwarding(self, ifname_of_port: Optional[Dict[int, str]] = None) -> None:
         """The kernel forwards from a vEth only where forwarding is on:
-        follow net.ipv{4,6}.conf.<vEth>.forwarding."""
-        for port, ifname in ifname_of_port.items():
+        follow net.ipv{4,6}.conf.<vEth>.forwarding (on RTM_NEWNETCONF, and
+        polled slowly in case an event is missed)."""
+        if ifname_of_port is not None:
+            self.ifname_of_port = dict(ifname_of_port)
+        for port, ifname in self.ifname_of_port.items():
             v4 = _read_int(f"/proc/sys/net/ipv4/conf/{ifname}/forwarding")
             v6 = _read_int(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding")
             if self.fwd.get(port) != (v4, v6):
@@ -457,6 +532,15 @@ def _read_int(path: str) -> int:
             return int(f.read().strip() or 0)
     except (OSError, ValueError):
         return 0
+
+
+def nh_name(nh: int) -> str:
+    from .dataplane import PUNT_REASONS
+    if nh < lib.KG_NH_FIRST_ADJ:
+        return "punt " + PUNT_REASONS[nh]
+    if nh & lib.KG_NH_GROUP:
+        return f"ECMP group {nh & ~lib.KG_NH_GROUP}"
+    return f"adjacency {nh}"
 
 
 def describe(key: Prefix) -> str:

@@ -79,6 +79,9 @@ class Topology:
                f"net.ipv4.conf.g{k}.arp_ignore=8", f"net.ipv6.conf.g{k}.disable_ipv6=1", ns=self.gw)
             if not ipv6:
                 sh("sysctl", "-qw", f"net.ipv6.conf.p{k}.disable_ipv6=1", ns=peer)
+            # a veth leaves TCP/UDP checksums to be filled in (CHECKSUM_PARTIAL);
+            # AF_PACKET on gK would then hand DPDK half-done checksums
+            sh("ethtool", "-K", f"p{k}", "tx", "off", ns=peer)
             sh("ip", "link", "set", "lo", "up", ns=peer)
             sh("ip", "link", "set", f"g{k}", "up", ns=self.gw)
             sh("ip", "addr", "add", f"10.{k}.0.2/24", "dev", f"p{k}", ns=peer)
@@ -191,8 +194,9 @@ def link_attr(ns: str, ifname: str) -> Dict:
 
 
 def ping(ns: str, dst: str, count: int = 1, interval: float = 0.01, wait: float = 1.0,
-         size: Optional[int] = None, extra: Optional[List[str]] = None) -> subprocess.CompletedProcess:
-    cmd = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait)]
+         size: Optional[int] = None, extra: Optional[List[str]] = None,
+         quiet: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", str(wait)] + (["-q"] if quiet else [])
     if size is not None:
         cmd += ["-s", str(size)]
     cmd += (extra or []) + [dst]
