@@ -11,6 +11,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_malloc.h>
+#include <rte_cycles.h>
 #include <rte_mempool.h>
 
 #include "kg_internal.h"
@@ -148,6 +149,7 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 
 	kg.burst = cfg->burst;
 	kg.idle_sleep_us = cfg->idle_sleep_us;
+	kg.exc_poll_cycles = rte_get_tsc_hz() / 1000000 * KG_EXC_POLL_US;
 	kg.nb_ports = cfg->nb_ports;
 	for (i = 0; i < cfg->nb_ports; i++) {
 		struct kg_port *p = &kg.port[i];

@@ -25,7 +25,8 @@
 
 #define KG_BURST_MAX 64
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
-#define KG_EXC_RX_EVERY 4 /* vEthN reads per full to-kernel bursts, see stage_exc */
+#define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
+#define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
 _Static_assert(KG_DROP_MAX == 10, "kg_port_counters.drops[] size");
 _Static_assert(KG_PUNT_MAX == 16, "kg_port_counters.punts[] size");
@@ -39,7 +40,7 @@ struct kg_port {
 	bool admin_up;        /* ctl: w (atomic), lcores: r (atomic) */
 	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
 	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
-	unsigned int exc_rx_skip;   /* exc: w, exc: r */
+	uint64_t exc_last_poll;     /* exc: w, exc: r (TSC of the last vEthN read) */
 	char ifname[KG_IFNAMSIZ];
 	char exc_name[48];    /* vdev name of the vEthN device */
 };
@@ -67,6 +68,7 @@ struct kg_dp {
 	struct rte_rcu_qsbr *qsbr;            /* lcores report quiescence, ctl waits */
 	unsigned int burst;                   /* setup: w */
 	unsigned int idle_sleep_us;           /* setup: w */
+	uint64_t exc_poll_cycles;             /* setup: w; KG_EXC_POLL_US in TSC cycles */
 	bool stop;                            /* ctl: w, lcores: r (atomic) */
 	bool eal_ready;                       /* setup: w */
 	bool running;                         /* dataplane thread: w, ctl: r */

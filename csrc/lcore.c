@@ -11,6 +11,8 @@
  */
 #include <time.h>
 
+#include <rte_cycles.h>
+
 #include "kg_internal.h"
 
 #define load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -123,9 +125,16 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	return nb;
 }
 
-/* exception stage: to_kernel fifo -> vEthN, and vEthN -> tx fifo. */
+/* exception stage: to_kernel fifo -> vEthN, and vEthN -> tx fifo.
+ *
+ * Reading vEthN is a system call even when it has nothing. While the lcore
+ * is busy (its previous pass did work) vEthN is read at most once per
+ * KG_EXC_POLL_US, so that a loaded lcore does not pay a syscall per burst;
+ * the kernel's frames then wait at most that long. An unloaded lcore reads
+ * it on every pass. */
 static unsigned int
-stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi)
+stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
+	  uint64_t now)
 {
 	struct rte_mbuf *pkts[KG_BURST_MAX];
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
@@ -138,13 +147,9 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, n - sent);
 		work += n;
 	}
-	/* Reading vEthN is a system call even when it has nothing. While the
-	 * kernel is being fed full bursts, read it one time in KG_EXC_RX_EVERY,
-	 * so that a punt flood does not pay a read per burst; the kernel's
-	 * frames wait at most that many bursts. */
-	if (n == kg.burst && ++p->exc_rx_skip < KG_EXC_RX_EVERY)
+	if (busy && now - p->exc_last_poll < kg.exc_poll_cycles)
 		return work;
-	p->exc_rx_skip = 0;
+	p->exc_last_poll = now;
 
 	n = rte_eth_rx_burst(p->exc_port_id, 0, pkts, kg.burst);
 	if (n) {
@@ -155,33 +160,44 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	return work;
 }
 
-/* tx stage: tx fifo -> port. The only writer of the port's tx queue. */
+/* tx stage: tx fifo -> port. The only writer of the port's tx queue.
+ * It drains up to KG_TX_BURSTS bursts a pass: taking one burst per pass, as
+ * producers add one, would let a standing queue form after any hiccup, and
+ * a thousand mbufs cycling through it fall out of the cache. */
 static unsigned int
 stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 {
 	struct rte_mbuf *pkts[KG_BURST_MAX];
 	uint32_t len[KG_BURST_MAX];
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	unsigned int n, i, sent;
-	uint64_t bytes = 0;
+	unsigned int n, i, sent, work = 0, round;
+	uint64_t bytes = 0, packets = 0;
 
-	n = rte_ring_dequeue_burst(p->tx, (void **)pkts, kg.burst, NULL);
-	if (n == 0)
-		return 0;
-	if (unlikely(!load_relaxed(&p->admin_up) ||
-		     !load_relaxed(&p->started))) {
-		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
-		return n;
+	for (round = 0; round < KG_TX_BURSTS; round++) {
+		n = rte_ring_dequeue_burst(p->tx, (void **)pkts, kg.burst, NULL);
+		if (n == 0)
+			break;
+		work += n;
+		if (unlikely(!load_relaxed(&p->admin_up) ||
+			     !load_relaxed(&p->started))) {
+			drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			len[i] = pkts[i]->pkt_len;
+		sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
+		for (i = 0; i < sent; i++)
+			bytes += len[i];
+		packets += sent;
+		drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
+		if (n < kg.burst || sent < n)
+			break;
 	}
-	for (i = 0; i < n; i++)
-		len[i] = pkts[i]->pkt_len;
-	sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
-	for (i = 0; i < sent; i++)
-		bytes += len[i];
-	ctr_add(&c->tx_packets, sent);
-	ctr_add(&c->tx_bytes, bytes);
-	drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
-	return n;
+	if (packets) {
+		ctr_add(&c->tx_packets, packets);
+		ctr_add(&c->tx_bytes, bytes);
+	}
+	return work;
 }
 
 static void
@@ -199,6 +215,7 @@ kg_lcore_loop(void *arg)
 	const struct kg_lcore *lc = &kg.lcore[lcore];
 	unsigned int idle = 0, sleep_us = 1, i;
 	const unsigned int max_sleep = kg.idle_sleep_us;
+	bool busy = false;
 
 	(void)arg;
 	if (!lc->active)
@@ -212,14 +229,20 @@ kg_lcore_loop(void *arg)
 
 		for (i = 0; i < lc->n_rx; i++)
 			work += stage_rx(lcore, &kg.port[lc->rx[i]], lc->rx[i]);
-		for (i = 0; i < lc->n_exc; i++)
-			work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i]);
+		if (lc->n_exc) {
+			uint64_t now = rte_rdtsc();
+
+			for (i = 0; i < lc->n_exc; i++)
+				work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i],
+						  busy, now);
+		}
 		for (i = 0; i < lc->n_tx; i++)
 			work += stage_tx(lcore, &kg.port[lc->tx[i]], lc->tx[i]);
 
 		/* Nothing of the shared state read above is held past here. */
 		rte_rcu_qsbr_quiescent(kg.qsbr, lcore);
 
+		busy = work != 0;
 		if (work) {
 			idle = 0;
 			sleep_us = 1;
