@@ -162,12 +162,22 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 		return kg_drop(v, KG_DROP_BAD_HEADER);
 	if (tot > avail)
 		return kg_drop(v, KG_DROP_RUNT);
-	/* the header checksum, as ip_rcv verifies it */
-	sum = 0;
-	for (i = 0; i < ihl; i += 2)
-		sum += kg_be16(ip + i);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
+	/* the header checksum, as ip_rcv verifies it: a ones' complement sum
+	 * of native 32-bit words folds to 0xffff in either byte order */
+	{
+		uint64_t s = 0;
+		uint32_t w;
+
+		for (i = 0; i < ihl; i += 4) {
+			memcpy(&w, ip + i, 4);
+			s += w;
+		}
+		s = (s & 0xffffffffu) + (s >> 32);
+		s = (s & 0xffffffffu) + (s >> 32);
+		sum = (uint32_t)(s & 0xffff) + (uint32_t)(s >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+	}
 	if (sum != 0xffff)
 		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
 

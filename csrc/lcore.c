@@ -51,7 +51,57 @@ fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
 	return done;
 }
 
-/* rx stage: port -> classify -> to_kernel fifo | egress tx fifo | drop. */
+/* Send n mbufs on port p; free and count what the port does not take. The
+ * caller is p's tx lcore: the only writer of its tx queue. Returns the
+ * number the port took. */
+static inline unsigned int
+tx_send(struct kg_port_counters *c, struct kg_port *p, struct rte_mbuf **pkts,
+	unsigned int n)
+{
+	uint32_t len[KG_BURST_MAX];
+	unsigned int i, sent;
+	uint64_t bytes = 0;
+
+	if (unlikely(!load_relaxed(&p->admin_up) || !load_relaxed(&p->started))) {
+		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		len[i] = pkts[i]->pkt_len;
+	sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
+	for (i = 0; i < sent; i++)
+		bytes += len[i];
+	ctr_add(&c->tx_packets, sent);
+	ctr_add(&c->tx_bytes, bytes);
+	drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
+	return sent;
+}
+
+/* tx stage: tx fifo -> port. The only writer of the port's tx queue.
+ * It drains up to KG_TX_BURSTS bursts a pass: taking one burst per pass, as
+ * producers add one, would let a standing queue form after any hiccup, and
+ * a thousand mbufs cycling through it fall out of the cache. */
+static unsigned int
+stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
+{
+	struct rte_mbuf *pkts[KG_BURST_MAX];
+	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	unsigned int n, work = 0, round;
+
+	for (round = 0; round < KG_TX_BURSTS; round++) {
+		n = rte_ring_dequeue_burst(p->tx, (void **)pkts, kg.burst, NULL);
+		if (n == 0)
+			break;
+		work += n;
+		if (tx_send(c, p, pkts, n) < n || n < kg.burst)
+			break;
+	}
+	return work;
+}
+
+/* rx stage: port -> classify -> to_kernel fifo | egress tx fifo | drop.
+ * When this lcore is also the egress port's tx lcore, it sends the burst
+ * itself: it is that tx queue's only writer either way. */
 static unsigned int
 stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 {
@@ -69,12 +119,12 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	nb = rte_eth_rx_burst(p->port_id, 0, pkts, kg.burst);
 	if (nb == 0)
 		return 0;
-	for (i = 0; i < nb; i++)
-		bytes += pkts[i]->pkt_len;
 	ctr_add(&c->rx_packets, nb);
-	ctr_add(&c->rx_bytes, bytes);
 
 	if (unlikely(!load_relaxed(&p->admin_up))) {
+		for (i = 0; i < nb; i++)
+			bytes += pkts[i]->pkt_len;
+		ctr_add(&c->rx_bytes, bytes);
 		/* vEthN is down: the port takes no traffic. Only ports that
 		 * cannot be stopped and restarted get here. */
 		drop_bulk(c, KG_DROP_PORT_DOWN_RX, pkts, nb);
@@ -88,6 +138,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 
 		if (i + 1 < nb)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+		bytes += m->pkt_len;
 		switch (kg_classify_frame(&kg_fib, pi, frame, rte_pktmbuf_data_len(m), &v)) {
 		case KG_VERDICT_FORWARD: {
 			uint32_t len = kg_rewrite_frame(&kg_fib, frame,
@@ -112,12 +163,18 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		}
 	}
 
+	ctr_add(&c->rx_bytes, bytes);
 	out = fifo_put(p->to_kernel, punt, n_punt, c, KG_DROP_TO_KERNEL_FULL);
 	ctr_add(&c->to_kernel, out);
 	while (fwd_mask) {
 		unsigned int e = __builtin_ctz(fwd_mask);
 
 		fwd_mask &= fwd_mask - 1;
+		if (kg.port[e].lcore_tx == lcore) {
+			ctr_add(&c->forwarded, n_fwd[e]);
+			tx_send(&kg_stats[lcore].port[e], &kg.port[e], fwd[e], n_fwd[e]);
+			continue;
+		}
 		out = fifo_put(kg.port[e].tx, fwd[e], n_fwd[e], c,
 			       KG_DROP_FWD_FIFO_FULL);
 		ctr_add(&c->forwarded, out);
@@ -156,46 +213,6 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		ctr_add(&c->from_kernel, n);
 		fifo_put(p->tx, pkts, n, c, KG_DROP_KERNEL_FIFO_FULL);
 		work += n;
-	}
-	return work;
-}
-
-/* tx stage: tx fifo -> port. The only writer of the port's tx queue.
- * It drains up to KG_TX_BURSTS bursts a pass: taking one burst per pass, as
- * producers add one, would let a standing queue form after any hiccup, and
- * a thousand mbufs cycling through it fall out of the cache. */
-static unsigned int
-stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
-{
-	struct rte_mbuf *pkts[KG_BURST_MAX];
-	uint32_t len[KG_BURST_MAX];
-	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	unsigned int n, i, sent, work = 0, round;
-	uint64_t bytes = 0, packets = 0;
-
-	for (round = 0; round < KG_TX_BURSTS; round++) {
-		n = rte_ring_dequeue_burst(p->tx, (void **)pkts, kg.burst, NULL);
-		if (n == 0)
-			break;
-		work += n;
-		if (unlikely(!load_relaxed(&p->admin_up) ||
-			     !load_relaxed(&p->started))) {
-			drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
-			continue;
-		}
-		for (i = 0; i < n; i++)
-			len[i] = pkts[i]->pkt_len;
-		sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
-		for (i = 0; i < sent; i++)
-			bytes += len[i];
-		packets += sent;
-		drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
-		if (n < kg.burst || sent < n)
-			break;
-	}
-	if (packets) {
-		ctr_add(&c->tx_packets, packets);
-		ctr_add(&c->tx_bytes, bytes);
 	}
 	return work;
 }
