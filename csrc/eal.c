@@ -13,6 +13,7 @@
 #include <rte_malloc.h>
 #include <rte_cycles.h>
 #include <rte_mempool.h>
+#include <rte_version.h>
 
 #include "kg_internal.h"
 
@@ -256,6 +257,12 @@ unsigned int
 kg_mbufs_total(void)
 {
 	return kg.pool ? kg.pool->size : 0;
+}
+
+const char *
+kg_dpdk_version(void)
+{
+	return rte_version();
 }
 
 const char *

@@ -200,5 +200,6 @@ unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
 			const struct kg_verdict *v);
 
 const char *kg_strerror(int err);
+const char *kg_dpdk_version(void);
 
 #endif /* KNI_GW_H */

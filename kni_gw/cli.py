@@ -68,7 +68,11 @@ Signals: USR1 prints statistics (pkill -10 kni-gw), USR2 resets them,
   INT/TERM stop cleanly (a second one forces exit).
 
 Commands:
-  (none yet besides running a gateway)
+  doctor [the options of a run] [--json]
+                          preflight checks for that command line: root, DPDK,
+                          hugepages, /dev/net/tun, /dev/vhost-net, IOMMU,
+                          ports bound to DPDK, CPUs, isolcpus, vEth names;
+                          exit 1 when it could not start
 
 Example (one port, rx on lcore 0, tx on lcore 1):
   sudo kni-gw -l 0-1 -p 0x1 --config "(0,0,1)"
@@ -130,6 +134,9 @@ def run_gateway(argv: List[str]) -> int:
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] == "doctor":
+            from .doctor import main as doctor_main
+            sys.exit(doctor_main(argv[1:]))
         if argv and (argv[0] in commands.commands or argv[0] == "--version"):
             commands.main(args=argv, prog_name=PROG, standalone_mode=True)
             return

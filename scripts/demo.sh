@@ -33,7 +33,8 @@ in_peer() { ip netns exec "$peer" "$@"; }
 [ "$install" = 1 ] && "$top/scripts/install.sh"
 kni_gw=$top/.venv/bin/kni-gw
 
-pid= log=$(mktemp) out=$(mktemp)
+pid='' log=$(mktemp) out=$(mktemp)
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid"; wait "$pid" 2>/dev/null || true

@@ -24,7 +24,7 @@ fi
 # demo and the tests drive (iproute2, ping, pkill, tcpdump, dig, testpmd).
 pkgs=(dpdk dpdk-dev libdpdk-dev pkg-config gcc libc6-dev make
 	python3 python3-venv python3-dev
-	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool)
+	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool shellcheck util-linux)
 if [ "$apt" = 1 ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do
@@ -49,6 +49,6 @@ py=${PYTHON:-/usr/bin/python3}
 if [ ! -x "$top/.venv/bin/python" ]; then
 	"$py" -m venv "$top/.venv"
 fi
-"$top/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$top[test]"
+"$top/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "${top}[test]"
 ln -sf "$top/.venv/bin/kni-gw" /usr/local/bin/kni-gw
 echo "install.sh: kni-gw $("$top/.venv/bin/python" -c 'import kni_gw; print(kni_gw.__version__)') ready ($top/.venv/bin/kni-gw, linked from /usr/local/bin/kni-gw)"

@@ -32,7 +32,7 @@ mounts=$root/proc/mounts
 die() { echo "$prog: $*" >&2; exit 1; }
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
-size= pages= pagesize=2M node= mnt= do_mount=1 action=reserve dry=0
+size='' pages='' pagesize=2M node='' mnt='' do_mount=1 action=reserve dry=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-p | --pagesize) pagesize=${2:?--pagesize needs a value}; shift ;;
@@ -74,7 +74,9 @@ fi
 
 nodes() {
 	if [ -d "$sys_node" ]; then
-		(cd "$sys_node" && ls -d node[0-9]* 2>/dev/null | sed 's/node//' | sort -n)
+		for n in "$sys_node"/node[0-9]*; do
+			[ -d "$n" ] && echo "${n##*/node}"
+		done | sort -n
 	fi
 }
 
@@ -213,8 +215,12 @@ fi
 got=0
 if [ -z "$nlist" ]; then
 	got=$(cat "$(nr_file)")
+	got=${got:-0}
 else
-	for n in $nlist; do got=$((got + $(cat "$(nr_file "$n")"))); done
+	for n in $nlist; do
+		v=$(cat "$(nr_file "$n")")
+		got=$((got + ${v:-0}))
+	done
 fi
 if [ "$got" -lt "$want_total" ]; then
 	die "asked for $want_total $pagesize pages, the kernel reserved $got"
