@@ -15,8 +15,6 @@
 import argparse
 import os
 import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -123,7 +121,7 @@ def main() -> int:
         print(f"  dpdk-testpmd io (pcap -> net_tap)   {fmt_rate(tp)} / {fmt_rate(tp2)} (before/after)")
         print(f"  kni-gw (back-off, default)          {fmt_rate(kg)}   ratio {kg / tpm:.2f}x testpmd")
         print(f"  kni-gw --busy-poll                  {fmt_rate(kgb)}   ratio {kgb / tpm:.2f}x testpmd")
-        print(f"  kni-gw (0,0,1,0): rx + vEth I/O on one lcore, as testpmd's one forwarding lcore")
+        print("  kni-gw (0,0,1,0): rx + vEth I/O on one lcore, as testpmd's one forwarding lcore")
         print(f"                                      {fmt_rate(kg1)}   ratio {kg1 / tpm:.2f}x testpmd")
         print(f"  back-off vs busy-poll throughput    {kg / kgb:.3f}")
 

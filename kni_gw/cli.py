@@ -10,7 +10,7 @@ import ctypes
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import click
 
@@ -80,7 +80,7 @@ Example (one port, rx on lcore 0, tx on lcore 1):
 """
 
 
-def die(msg: str, code: int = 2) -> "NoReturn":  # noqa: F821
+def die(msg: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"{PROG}: error: {msg}\n")
     sys.exit(code)
 

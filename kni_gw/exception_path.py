@@ -23,7 +23,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_NEWLINK, RTMGRP_LINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from .config import RunConfig, resolve_backend, veth_name  # noqa: F401 (re-exported)
+from .config import RunConfig
 from .errors import DataplaneError
 from .netlink import EventSocket
 

@@ -10,7 +10,7 @@ import copy
 import io
 import json
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from rich.console import Console
 from rich.table import Table

@@ -5,7 +5,7 @@ import os
 import re
 import signal
 
-from .harness import Gateway, link_attr, ping, sh, veth_up, wait_for
+from .harness import link_attr, ping, sh, veth_up, wait_for
 
 ONE_PORT = ["-p", "0x1", "--config", "(0,0,1)"]
 TWO_PORTS = ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"]

@@ -22,7 +22,7 @@ import tempfile
 from scapy.all import (ICMP, IP, TCP, UDP, Ether, IPOption_NOP, IPOption_RR, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw)
 
-from .harness import Gateway, sh, wait_for
+from .harness import sh, wait_for
 from .pktio import read_frames, write_frames
 
 PKTIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pktio.py")

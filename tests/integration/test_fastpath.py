@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .harness import Topology, link_attr, ping, sh, veth_up, wait_for
+from .harness import Topology, ping, sh, veth_up, wait_for
 
 TWO = ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"]
 
