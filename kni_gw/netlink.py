@@ -22,6 +22,7 @@ started before an index was unlinked may still read it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import ipaddress
@@ -258,6 +259,8 @@ class FibMirror:
         self.pending_group: List[int] = []
         self.v6_ops: List[Tuple[str, Prefix, int]] = []
         self.fwd: Dict[int, Tuple[int, int]] = {}
+        # installed prefixes by (family, forwarded in C?), kept as they change
+        self.n_installed: Dict[Tuple[int, bool], int] = collections.Counter()
         self.stats = {"events": 0, "resyncs": 0}
 
     def close(self) -> None:
@@ -284,10 +287,9 @@ class FibMirror:
                  *self.counts()[:3], time.monotonic() - t0)
 
     def counts(self) -> Tuple[int, int, int, int, int]:
-        r4 = sum(1 for p in self.installed if p[0] == socket.AF_INET)
-        f4 = sum(1 for p, nh in self.installed.items() if p[0] == socket.AF_INET and nh >= lib.KG_NH_FIRST_ADJ)
-        f6 = sum(1 for p, nh in self.installed.items() if p[0] == socket.AF_INET6 and nh >= lib.KG_NH_FIRST_ADJ)
-        return r4, len(self.installed) - r4, len(self.neigh), f4, f6
+        c, v4, v6 = self.n_installed, socket.AF_INET, socket.AF_INET6
+        return (c[(v4, True)] + c[(v4, False)], c[(v6, True)] + c[(v6, False)], len(self.neigh),
+                c[(v4, True)], c[(v6, True)])
 
     def view(self) -> Dict[str, int]:
         r4, r6, n, f4, f6 = self.counts()
@@ -569,10 +571,12 @@ class FibMirror:
                         ok=(-errno.ENOENT, -errno.EINVAL))
         else:
             self._check(lib.kg_route4_add(int.from_bytes(addr, "little"), plen, nh), "IPv4 route")
-        if nh is None:
-            self.installed.pop(key, None)
-        else:
+        old = self.installed.pop(key, None) if nh is None else self.installed.get(key)
+        if old is not None:
+            self.n_installed[(fam, old >= lib.KG_NH_FIRST_ADJ)] -= 1
+        if nh is not None:
             self.installed[key] = nh
+            self.n_installed[(fam, nh >= lib.KG_NH_FIRST_ADJ)] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("fib: %s -> %s", describe(key), "removed" if nh is None else nh_name(nh))
 
