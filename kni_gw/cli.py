@@ -52,6 +52,12 @@ Gateway options:
   --rx-desc N, --tx-desc N  descriptors per queue [1024]
   --mbufs N               mbuf pool size [computed from the above]
   --stats-format table|json  what SIGUSR1 prints [table]
+  --dns-zone FILE         serve this zone (master-file syntax), repeatable;
+                          SIGHUP reloads the zones
+  --dns-port N            DNS port [53]
+  --dns-listen ADDR       listen there instead of on the vEth addresses
+                          (which are followed as they come and go), repeatable
+  --dns-forward ADDR[:PORT]  proxy names outside the zones there (else REFUSED)
   -h, --help              this help
 
 EAL options (passed to DPDK as given; the full EAL argv is logged at start):
@@ -65,7 +71,7 @@ EAL options (passed to DPDK as given; the full EAL argv is logged at start):
   "-m" is --monitor-link.
 
 Signals: USR1 prints statistics (pkill -10 kni-gw), USR2 resets them,
-  INT/TERM stop cleanly (a second one forces exit).
+  HUP reloads the DNS zones, INT/TERM stop cleanly (a second one forces exit).
 
 Commands:
   doctor [the options of a run] [--json]

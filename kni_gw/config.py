@@ -48,8 +48,9 @@ EAL_SHORT_GLUED = {"-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S"}
 APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
-    "--stats-format",
+    "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward",
 }
+APP_REPEATABLE = {"dns_zone", "dns_listen"}
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
 
 BACKENDS = ("auto", "tap", "virtio-user")
@@ -85,6 +86,10 @@ class RunConfig:
     mbufs: int = 0
     stats_format: str = "table"
     log_level: Optional[str] = None
+    dns_zones: List[str] = dataclasses.field(default_factory=list)
+    dns_port: int = 53
+    dns_listen: List[str] = dataclasses.field(default_factory=list)
+    dns_forward: Optional[str] = None
 
     @property
     def eal_opts(self) -> Dict[str, List[str]]:
@@ -329,7 +334,10 @@ def parse_app(app: Sequence[str]) -> Dict[str, object]:
                 val = app[i + 1]
                 i += 1
             name = {"-p": "portmask", "--portmask": "portmask"}.get(key, key.lstrip("-").replace("-", "_"))
-            opts[name] = val
+            if name in APP_REPEATABLE:
+                opts.setdefault(name, []).append(val)
+            else:
+                opts[name] = val
         else:
             raise ConfigError(f"unknown kni-gw option {tok!r}; see kni-gw --help")
         i += 1
@@ -390,6 +398,16 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
     if fmt not in ("table", "json"):
         raise ConfigError(f"--stats-format {fmt!r}: choose table or json")
 
+    dns_forward = None
+    if "dns_forward" in opts:
+        dns_forward = str(opts["dns_forward"])
+        if not re.fullmatch(r"[0-9.]+(:\d+)?|\[[0-9a-fA-F:]+\](:\d+)?|[0-9a-fA-F:]+", dns_forward):
+            raise ConfigError(f"--dns-forward {dns_forward!r}: an address, e.g. 192.0.2.53 or [2001:db8::53]:5353")
+    if (opts.get("dns_listen") or "dns_forward" in opts or "dns_port" in opts) and not opts.get("dns_zone"):
+        raise ConfigError("--dns-listen/--dns-port/--dns-forward need --dns-zone FILE")
+    for z in opts.get("dns_zone", []):
+        if not os.path.isfile(z):
+            raise ConfigError(f"--dns-zone {z}: no such file")
     if "--file-prefix" not in eal_opts:
         eal = eal + ["--file-prefix", DEFAULT_FILE_PREFIX]
     if "--log-level" not in eal_opts:
@@ -416,6 +434,10 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         mbufs=_bounded(opts, "mbufs", 0, 0, 16_777_215),
         stats_format=fmt,
         log_level=log_level,
+        dns_zones=list(opts.get("dns_zone", [])),
+        dns_port=_bounded(opts, "dns_port", 53, 1, 65535),
+        dns_listen=list(opts.get("dns_listen", [])),
+        dns_forward=dns_forward,
     )
 
 

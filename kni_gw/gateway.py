@@ -16,10 +16,13 @@ import sys
 import time
 from typing import Deque
 
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
+
 from .config import HostFacts, RunConfig, preflight
+from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
-from .netlink import FibMirror
+from .netlink import EventSocket, FibMirror
 from .stats import Stats, render_json, render_table
 
 log = logging.getLogger("kni-gw")
@@ -90,6 +93,9 @@ class Gateway:
         self.fib.poll_forwarding(self.ifname_of_port)
         self.fib.resync()
         self.stats = Stats(self.dp)
+        self.dns = self.addr_events = None
+        if cfg.dns_zones:
+            self._start_dns()
         log.info("ready (pid %d): %s",
                  os.getpid(), "kill -USR1 for statistics, -USR2 to reset them, -TERM to stop")
 
@@ -97,6 +103,13 @@ class Gateway:
         sel.register(rfd, selectors.EVENT_READ, "signal")
         sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
         sel.register(self.fib.fileno(), selectors.EVENT_READ, "fib")
+        self.sel = sel
+        if self.dns is not None:
+            self.dns.on_fd_change = self._dns_fd
+            for fd in list(self.dns.fds):
+                self._dns_fd(fd, True)
+            if self.addr_events is not None:
+                sel.register(self.addr_events.fileno(), selectors.EVENT_READ, "addr")
         next_link = next_sysctl = 0.0
         while True:
             timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
@@ -111,6 +124,11 @@ class Gateway:
                     self.sync.on_readable()
                 elif key.data == "fib":
                     self.fib.on_readable()
+                elif key.data == "dns":
+                    self.dns.on_ready(key.fd)
+                elif key.data == "addr":
+                    self.addr_events.read()
+                    self._dns_follow()
             while self.pending:
                 s = self.pending.popleft()
                 if s in STOP_SIGNALS:
@@ -121,6 +139,8 @@ class Gateway:
                 log.error("the dataplane stopped unexpectedly")
                 return 1
             now = time.monotonic()
+            if self.dns is not None:
+                self.dns.tick()
             if cfg.monitor_link and now >= next_link:
                 self.sync.poll_link()
                 next_link = now + LINK_POLL_S
@@ -130,7 +150,10 @@ class Gateway:
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
-            view = self.stats.current({"fib": self.fib.view()})
+            extra = {"fib": self.fib.view()}
+            if self.dns is not None:
+                extra["dns"] = self.dns.stats.view()
+            view = self.stats.current(extra)
             out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
             sys.stdout.write(out)
             sys.stdout.flush()
@@ -139,9 +162,53 @@ class Gateway:
             sys.stdout.write("kni-gw: statistics reset\n")
             sys.stdout.flush()
         elif signum == signal.SIGHUP:
-            log.info("SIGHUP: nothing to reload")
+            if self.dns is not None:
+                self.dns.reload()
+            else:
+                log.info("SIGHUP: nothing to reload")
+
+    # ------------------------------------------------------------ DNS
+    def _start_dns(self) -> None:
+        from .dns import DnsServer, ZoneError, parse_hostport
+        cfg = self.cfg
+        try:
+            self.dns = DnsServer(cfg.dns_zones, cfg.dns_port,
+                                 parse_hostport(cfg.dns_forward) if cfg.dns_forward else None)
+        except ZoneError as e:
+            raise ConfigError(f"--dns-zone: {e}") from None
+        if cfg.dns_listen:
+            self.dns.listen([parse_hostport(a)[0] for a in cfg.dns_listen])
+        else:
+            # the vEth addresses, as they come and go
+            self.addr_events = EventSocket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, rcvbuf=1 << 20)
+            self._dns_follow()
+
+    def _dns_follow(self) -> None:
+        idx = {st.index for st in self.sync.state.values()}
+        addrs = []
+        for m in self.sync.nl.get_addr():
+            a = m.get_attr("IFA_ADDRESS")
+            if m["index"] in idx and a and not a.startswith("fe80"):
+                addrs.append(a)
+        log.debug("dns: vEth addresses now %s", addrs or "none")
+        self.dns.listen(addrs)
+
+    def _dns_fd(self, fd: int, add: bool) -> None:
+        if not hasattr(self, "sel"):
+            return
+        if add:
+            self.sel.register(fd, selectors.EVENT_READ, "dns")
+        else:
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
 
     def _shutdown(self) -> None:
+        if getattr(self, "dns", None) is not None:
+            self.dns.close()
+        if getattr(self, "addr_events", None) is not None:
+            self.addr_events.close()
         if hasattr(self, "sync"):
             self.sync.close()
         if hasattr(self, "fib"):

@@ -34,6 +34,7 @@ import time
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from pyroute2.netlink.rtnl import (RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from .dataplane import ffi, lib
@@ -148,6 +149,7 @@ def _pyroute2(cls):
 # pyroute2; routes and neighbours come by the hundred thousand and are
 # decoded here (pyroute2 takes ~40 us a message, this ~3 us).
 _MSG = {16: ("RTM_NEWLINK", _pyroute2(ifinfmsg)), 17: ("RTM_DELLINK", _pyroute2(ifinfmsg)),
+        20: ("RTM_NEWADDR", _pyroute2(ifaddrmsg)), 21: ("RTM_DELADDR", _pyroute2(ifaddrmsg)),
         24: ("RTM_NEWROUTE", _route), 25: ("RTM_DELROUTE", _route),
         28: ("RTM_NEWNEIGH", _neigh), 29: ("RTM_DELNEIGH", _neigh),
         80: ("RTM_NEWNETCONF", None)}

@@ -136,5 +136,11 @@ def render_table(view: Dict[str, Any], width: int = 250) -> str:
         f = view["fib"]
         console.print(f"routes: {f['routes4']} IPv4, {f['routes6']} IPv6 (fast path {f['fast4']} + "
                       f"{f['fast6']}); neighbours {f['neighbours']}; tables {f['memory'] / 2**20:.0f} MiB")
+    if "dns" in view:
+        d = view["dns"]
+        rc = ", ".join(f"{k[6:]}={v}" for k, v in sorted(d.items()) if k.startswith("rcode_")) or "-"
+        console.print(f"dns: {d.get('queries', 0)} queries ({rc}); truncated {d.get('truncated', 0)}, "
+                      f"tcp {d.get('tcp_queries', 0)}, malformed {d.get('malformed', 0)}, "
+                      f"forwarded {d.get('forwarded', 0)}, reloads {d.get('reloads', 0)}")
     console.print(f"mbufs in use: {view['mbufs_in_use']} of {view['mbufs_total']}")
     return buf.getvalue()
