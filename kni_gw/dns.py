@@ -25,6 +25,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -37,6 +38,7 @@ UDP_MAX = 1232          # our EDNS0 payload size (the DNS flag day 2020 value)
 TCP_MAX_CONNS = 64
 TCP_IDLE_S = 10.0
 FORWARD_TIMEOUT_S = 2.0
+CACHE_MAX = 4096        # answers kept, by query bytes; emptied on reload and when full
 CNAME_DEPTH = 8
 
 Key = Tuple[bytes, ...]
@@ -205,6 +207,8 @@ class DnsServer:
         self.pending: Dict[int, tuple] = {}
         self.fwd_sock: Optional[socket.socket] = None
         self.on_fd_change = lambda fd, add: None
+        # (udp?, query without its ID) -> (answer without its ID, rcode counter, truncated?)
+        self.cache: Dict[Tuple[bool, bytes], Tuple[bytes, str, bool]] = {}
         log.info("dns: serving %s", ", ".join(
             f"{DNSLabel(z.apex) if z.apex else '.'} ({len(z.names)} names)" for z in self.zones.zones))
 
@@ -267,6 +271,7 @@ class DnsServer:
             self.stats.c["reload_failed"] += 1
             return
         self.zones = zones
+        self.cache.clear()
         self.stats.c["reloads"] += 1
         log.info("dns: zones reloaded (%s)", ", ".join(z.path for z in zones.zones))
 
@@ -373,6 +378,15 @@ class DnsServer:
         """The wire answer to one query (None: nothing to send now)."""
         st = self.stats.c
         st["queries"] += 1
+        # The same query bytes get the same answer but for the ID: answered
+        # from the cache without parsing (zones only change on reload).
+        ck = (udp, data[2:])
+        hit = self.cache.get(ck)
+        if hit is not None:
+            st[hit[1]] += 1
+            if hit[2]:
+                st["truncated"] += 1
+            return data[:2] + hit[0]
         try:
             req = DNSRecord.parse(data)
         except (DNSError, Exception):          # dnslib raises several kinds
@@ -408,7 +422,13 @@ class DnsServer:
                 return None
             r = _reply(req)
             r.header.rcode = RCODE.REFUSED
-        return self._finish(req, r, udp)
+        out = self._finish(req, r, udp)
+        if r.header.rcode != RCODE.SERVFAIL:
+            if len(self.cache) >= CACHE_MAX:
+                self.cache.clear()
+            self.cache[ck] = (out[2:], "rcode_" + RCODE.get(r.header.rcode, str(r.header.rcode)),
+                              bool(r.header.tc))
+        return out
 
     def _finish(self, req: DNSRecord, r: DNSRecord, udp: bool) -> bytes:
         opt = next((x for x in req.ar if x.rtype == QTYPE.OPT), None)
@@ -498,3 +518,38 @@ def parse_hostport(text: str, default_port: int = 53) -> Tuple[str, int]:
         host, port = t.split(":")
         return host, int(port)
     return t, default_port
+
+
+def main(argv=None) -> int:
+    """python -m kni_gw.dns --zone FILE [--zone FILE] [--listen ADDR] [--port N]:
+    the responder on its own (no gateway), e.g. to check zones or to compare
+    its speed with the gateway's."""
+    import argparse
+    import selectors
+
+    ap = argparse.ArgumentParser(prog="python -m kni_gw.dns", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--zone", action="append", required=True)
+    ap.add_argument("--listen", action="append", default=None)
+    ap.add_argument("--port", type=int, default=53)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="kni-gw-dns: %(message)s")
+    try:
+        srv = DnsServer(args.zone, args.port)
+    except ZoneError as e:
+        print(f"kni-gw-dns: error: {e}", file=sys.stderr)
+        return 2
+    sel = selectors.DefaultSelector()
+    srv.on_fd_change = lambda fd, add: sel.register(fd, selectors.EVENT_READ) if add else sel.unregister(fd)
+    srv.listen(args.listen or ["127.0.0.1"])
+    print("ready", flush=True)
+    try:
+        while True:
+            for k, _ in sel.select(1.0):
+                srv.on_ready(k.fd)
+            srv.tick()
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
