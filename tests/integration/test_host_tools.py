@@ -246,7 +246,8 @@ def test_bind_refusals(pcitree, mgmt_ns):
 def test_scripts_are_shellcheck_clean():
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (scripts/install.sh installs it)")
-    files = sorted(glob.glob(os.path.join(TOP, "scripts", "*.sh"))) + [os.path.join(TOP, ".ci", "run")]
+    files = sorted(glob.glob(os.path.join(TOP, "scripts", "*.sh")) + glob.glob(os.path.join(TOP, "fuzz", "*.sh"))
+                   + glob.glob(os.path.join(TOP, "bench", "*.sh"))) + [os.path.join(TOP, ".ci", "run")]
     r = subprocess.run(["shellcheck", *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
