@@ -4,7 +4,6 @@ answers afterwards. Ports are net_af_xdp (see test_differential: af_packet
 would hold fragments back)."""
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
