@@ -207,6 +207,24 @@ def main() -> int:
             print(f"  kni-gw {label:27s} {r / 1e6:7.2f} Mpps   {r / io:.2f}x testpmd io, "
                   f"{cyc:.0f} cycles/packet")
 
+        # half of the frames a flood at the gateway's own address (policed)
+        flood = os.path.join(tmp, "flood50.pcap")
+        write_frames(flood, [f"10.2.{(i >> 8) & 255}.{i & 255}" for i in range(1000)], punt_every=2)
+        g = KniGw(flood, "(0,0,1),(1,1,0)")
+        try:
+            wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
+            a, t0 = g.stats()["ports"][0], time.monotonic()
+            time.sleep(1 + args.seconds)
+            b, dt = g.stats()["ports"][0], time.monotonic() - t0
+            handled = (b["rx_packets"] - a["rx_packets"]) / dt
+            fwd = (b["forwarded"] - a["forwarded"]) / dt
+            pol = (b["drops"]["policed"] - a["drops"]["policed"]) / dt
+            one = results["one lcore (0,0,1),(1,1,0)"]
+            print(f"  kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
+                  f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
+        finally:
+            g.stop()
+
         # 1% punted
         g = KniGw(punt, "(0,0,1),(1,1,0)")
         try:

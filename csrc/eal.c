@@ -151,6 +151,24 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 	kg.burst = cfg->burst;
 	kg.idle_sleep_us = cfg->idle_sleep_us;
 	kg.exc_poll_cycles = rte_get_tsc_hz() / 1000000 * KG_EXC_POLL_US;
+	for (i = 0; i < cfg->nb_ports; i++) {
+		unsigned int c;
+
+		for (c = 0; c < KG_POLICE_MAX; c++) {
+			struct kg_bucket *b = &kg.port[i].police[c];
+			uint64_t hz = rte_get_tsc_hz();
+
+			memset(b, 0, sizeof(*b));
+			if (cfg->police_pps[c] == 0)
+				continue;      /* unlimited */
+			b->cost = hz / cfg->police_pps[c];
+			if (b->cost == 0)
+				b->cost = 1;
+			b->depth = b->cost * RTE_MAX(cfg->police_burst[c], 1u);
+			b->credit = b->depth;
+			b->last = rte_rdtsc();
+		}
+	}
 	kg.nb_ports = cfg->nb_ports;
 	for (i = 0; i < cfg->nb_ports; i++) {
 		struct kg_port *p = &kg.port[i];

@@ -333,4 +333,57 @@ kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 	return newlen < len ? newlen : len;
 }
 
+/* The policing class of a frame punted for `reason` (KG_POLICE_*). Only
+ * punted frames get here, and only their headers are looked at again. */
+static inline int
+kg_police_class(const uint8_t *frame, uint32_t len, int reason)
+{
+	uint32_t type, l4 = 0, proto = 0, off = 14;
+
+	switch (reason) {
+	case KG_PUNT_ICMPV6:
+		return KG_POLICE_ND;
+	case KG_PUNT_GLEAN:
+	case KG_PUNT_UNRESOLVED:
+		return KG_POLICE_RESOLVE;
+	case KG_PUNT_TTL:
+	case KG_PUNT_NO_ROUTE:
+		return KG_POLICE_ERROR;
+	case KG_PUNT_L2_MULTICAST:
+	case KG_PUNT_IP_MULTICAST:
+		if (len >= 14 && kg_be16(frame + 12) == 0x0806)
+			return KG_POLICE_ARP;
+		return KG_POLICE_MULTICAST;
+	case KG_PUNT_NOT_FAST:
+	case KG_PUNT_MTU:
+	case KG_PUNT_OPTIONS:
+	case KG_PUNT_FWD_OFF:
+		return KG_POLICE_TRANSIT;
+	case KG_PUNT_LOCAL:
+		break;
+	default:
+		if (len >= 14 && kg_be16(frame + 12) == 0x0806)
+			return KG_POLICE_ARP;
+		return KG_POLICE_OTHER;
+	}
+	/* to a local address: what is it? */
+	if (len < 14)
+		return KG_POLICE_LOCAL;
+	type = kg_be16(frame + 12);
+	if (type == 0x0800 && len >= 34) {
+		proto = frame[23];
+		off = 14 + (uint32_t)(frame[14] & 0xf) * 4;
+		if (proto == 1)
+			return KG_POLICE_ICMP;
+	} else if (type == 0x86dd && len >= 54) {
+		proto = frame[20];
+		off = 54;
+		if (proto == 58)
+			return KG_POLICE_ICMP;
+	}
+	if ((proto == 17 || proto == 6) && off + 4 <= len)
+		l4 = kg_be16(frame + off + 2);
+	return l4 == 53 ? KG_POLICE_DNS : KG_POLICE_LOCAL;
+}
+
 #endif /* KG_FIB_H */

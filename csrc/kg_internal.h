@@ -28,7 +28,17 @@
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
-_Static_assert(KG_DROP_MAX == 10, "kg_port_counters.drops[] size");
+_Static_assert(KG_DROP_MAX == 11, "kg_port_counters.drops[] size");
+_Static_assert(KG_POLICE_MAX == 10, "kg_port_counters.policed[] size");
+
+/* A token bucket in TSC cycles: a frame costs `cost` cycles of credit, the
+ * credit grows with time up to `depth`. rx lcore of the port: w and r. */
+struct kg_bucket {
+	uint64_t credit;
+	uint64_t last;
+	uint64_t cost;   /* 0: unlimited */
+	uint64_t depth;
+};
 _Static_assert(KG_PUNT_MAX == 16, "kg_port_counters.punts[] size");
 
 struct kg_port {
@@ -41,6 +51,7 @@ struct kg_port {
 	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
 	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
 	uint64_t exc_last_poll;     /* exc: w, exc: r (TSC of the last vEthN read) */
+	struct kg_bucket police[KG_POLICE_MAX]; /* setup: w, then rx: w and r */
 	char ifname[KG_IFNAMSIZ];
 	char exc_name[48];    /* vdev name of the vEthN device */
 };

@@ -38,7 +38,21 @@
 #define KG_DROP_KERNEL_FIFO_FULL 7 /* exception: from vEthN, fifo tx[N] full */
 #define KG_DROP_TX_NIC 8         /* tx: port did not take it */
 #define KG_DROP_PORT_DOWN_TX 9   /* tx: vEthN down, port not sending */
-#define KG_DROP_MAX 10
+#define KG_DROP_POLICED 10       /* rx: punt over its class's rate (control-plane policing) */
+#define KG_DROP_MAX 11
+
+/* Control-plane policing: punted frames are metered per port and class. */
+#define KG_POLICE_ARP 0         /* ARP */
+#define KG_POLICE_ND 1          /* ND, RS/RA, MLD */
+#define KG_POLICE_ICMP 2        /* ICMP / ICMPv6 to a local address */
+#define KG_POLICE_DNS 3         /* UDP/TCP port 53 to a local address */
+#define KG_POLICE_LOCAL 4       /* anything else to a local address */
+#define KG_POLICE_RESOLVE 5     /* next hop to resolve (glean, unresolved) */
+#define KG_POLICE_ERROR 6       /* TTL, options, no route: ICMP errors to make */
+#define KG_POLICE_MULTICAST 7   /* L2/IP multicast and broadcast */
+#define KG_POLICE_TRANSIT 8     /* forwarded by the kernel: other routes, MTU, ... */
+#define KG_POLICE_OTHER 9       /* not ours, martian, VLAN, other ethertypes */
+#define KG_POLICE_MAX 10
 
 /* Why a frame went to the kernel (DESIGN.md section 2). Values below
  * KG_NH_FIRST_ADJ stored as an LPM next hop mean "punt for this reason". */
@@ -78,8 +92,9 @@ struct kg_port_counters {
 	unsigned long long from_kernel; /* exception lcore: read from vEthN */
 	unsigned long long tx_packets;  /* tx lcore: taken by the port */
 	unsigned long long tx_bytes;    /* tx lcore */
-	unsigned long long drops[10];   /* by KG_DROP_*, where they happened */
-	unsigned long long punts[16];   /* rx: by KG_PUNT_* */
+	unsigned long long drops[11];   /* by KG_DROP_*, where they happened */
+	unsigned long long punts[16];   /* rx: by KG_PUNT_* (frames let through) */
+	unsigned long long policed[10]; /* rx: by KG_POLICE_* (frames dropped) */
 };
 
 /* What Python knows about a port besides the lcore counters. */
@@ -130,6 +145,8 @@ struct kg_config {
 	unsigned int mbufs;       /* 0: computed; out: the pool size made */
 	unsigned int mbuf_cache;  /* out */
 	struct kg_fib_conf fib;
+	unsigned int police_pps[10];   /* per KG_POLICE_* class, per port; 0 = unlimited */
+	unsigned int police_burst[10];
 };
 
 /* EAL and set-up. kg_eal_init() pins the calling thread: call it from the

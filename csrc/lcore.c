@@ -51,6 +51,23 @@ fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
 	return done;
 }
 
+/* Control-plane policing: may one more frame of this class go to the
+ * kernel now? (The bucket belongs to this port's rx lcore alone.) */
+static inline bool
+police_ok(struct kg_bucket *b, uint64_t now)
+{
+	if (b->cost == 0)
+		return true;
+	b->credit += now - b->last;
+	b->last = now;
+	if (b->credit > b->depth)
+		b->credit = b->depth;
+	if (b->credit < b->cost)
+		return false;
+	b->credit -= b->cost;
+	return true;
+}
+
 /* Send n mbufs on port p; free and count what the port does not take. The
  * caller is p's tx lcore: the only writer of its tx queue. Returns the
  * number the port took. */
@@ -111,7 +128,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	unsigned int n_fwd[KG_MAX_PORTS];
 	unsigned int n_punt = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, now;
 	uint32_t fwd_mask = 0;
 
 	if (!load_relaxed(&p->started))
@@ -120,6 +137,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
+	now = rte_rdtsc();
 
 	if (unlikely(!load_relaxed(&p->admin_up))) {
 		for (i = 0; i < nb; i++)
@@ -153,10 +171,19 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 			fwd[v.egress][n_fwd[v.egress]++] = m;
 			break;
 		}
-		case KG_VERDICT_PUNT:
+		case KG_VERDICT_PUNT: {
+			int cls = kg_police_class(frame, rte_pktmbuf_data_len(m), v.reason);
+
+			if (unlikely(!police_ok(&p->police[cls], now))) {
+				rte_pktmbuf_free(m);
+				ctr_add(&c->drops[KG_DROP_POLICED], 1);
+				ctr_add(&c->policed[cls], 1);
+				break;
+			}
 			punt[n_punt++] = m;
 			ctr_add(&c->punts[v.reason & (KG_PUNT_MAX - 1)], 1);
 			break;
+		}
 		default:
 			rte_pktmbuf_free(m);
 			ctr_add(&c->drops[v.reason < KG_DROP_MAX ? v.reason : KG_DROP_BAD_HEADER], 1);

@@ -52,6 +52,13 @@ Gateway options:
   --rx-desc N, --tx-desc N  descriptors per queue [1024]
   --mbufs N               mbuf pool size [computed from the above]
   --stats-format table|json  what SIGUSR1 prints [table]
+  --police CLASS=PPS[:BURST]
+                          rate of frames punted to the kernel, per port and
+                          class (arp nd icmp dns local resolve error multicast
+                          transit other); repeatable; --police off disables.
+                          Defaults: arp/nd/icmp/resolve 20000, dns 300000,
+                          local 50000, error/multicast/other 10000, transit
+                          not policed
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones
   --dns-port N            DNS port [53]

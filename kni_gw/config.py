@@ -48,9 +48,37 @@ EAL_SHORT_GLUED = {"-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S"}
 APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
-    "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward",
+    "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police",
 }
-APP_REPEATABLE = {"dns_zone", "dns_listen"}
+APP_REPEATABLE = {"dns_zone", "dns_listen", "police"}
+
+# Control-plane policing defaults, per port: class -> (frames/s, burst).
+# 0 = not policed. "transit" is traffic the kernel forwards for routes the
+# fast path does not take: policing it would cut real traffic.
+POLICE_DEFAULTS = {
+    "arp": (20_000, 1024), "nd": (20_000, 1024), "icmp": (20_000, 1024),
+    "dns": (300_000, 4096), "local": (50_000, 2048), "resolve": (20_000, 1024),
+    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (0, 0), "other": (10_000, 512),
+}
+
+
+def parse_police(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+    """--police CLASS=PPS[:BURST] (repeatable), --police off."""
+    out = dict(POLICE_DEFAULTS)
+    for item in items:
+        if item == "off":
+            out = {k: (0, 0) for k in out}
+            continue
+        m = re.fullmatch(r"([a-z]+)=(\d+)(?::(\d+))?", item)
+        if not m or m.group(1) not in out:
+            raise ConfigError(f"--police {item!r}: CLASS=PPS[:BURST] with CLASS one of "
+                              f"{', '.join(POLICE_DEFAULTS)}, or --police off")
+        pps = int(m.group(2))
+        burst = int(m.group(3)) if m.group(3) else max(1, min(pps // 20, 4096))
+        if pps > 100_000_000 or burst > 1_000_000:
+            raise ConfigError(f"--police {item}: at most 100000000 frames/s and a burst of 1000000")
+        out[m.group(1)] = (pps, burst)
+    return out
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
 
 BACKENDS = ("auto", "tap", "virtio-user")
@@ -90,6 +118,7 @@ class RunConfig:
     dns_port: int = 53
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
+    police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
 
     @property
     def eal_opts(self) -> Dict[str, List[str]]:
@@ -438,6 +467,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_port=_bounded(opts, "dns_port", 53, 1, 65535),
         dns_listen=list(opts.get("dns_listen", [])),
         dns_forward=dns_forward,
+        police=parse_police(opts.get("police", [])),
     )
 
 

@@ -30,8 +30,9 @@ except ImportError as e:  # pragma: no cover - only without a build
 BACKEND = {"tap": lib.KG_BACKEND_TAP, "virtio-user": lib.KG_BACKEND_VIRTIO_USER}
 # KG_DROP_* in csrc/kni_gw.h, in order, with the stage that counts them
 DROP_REASONS = ["to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header",
-                "bad_checksum", "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx"]
-RX_DROPS = DROP_REASONS[0:6]
+                "bad_checksum", "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx",
+                "policed"]
+RX_DROPS = DROP_REASONS[0:6] + ["policed"]
 EXC_DROPS = DROP_REASONS[6:8]
 TX_DROPS = DROP_REASONS[8:10]
 # KG_PUNT_* in csrc/kni_gw.h, in order
@@ -40,6 +41,10 @@ PUNT_REASONS = ["not_ip", "local", "glean", "not_fast", "no_route", "unresolved"
                 "vlan", "icmpv6", "forwarding_off"]
 assert len(DROP_REASONS) == lib.KG_DROP_MAX
 assert len(PUNT_REASONS) == lib.KG_PUNT_MAX
+# KG_POLICE_* in csrc/kni_gw.h, in order
+POLICE_CLASSES = ["arp", "nd", "icmp", "dns", "local", "resolve", "error", "multicast",
+                  "transit", "other"]
+assert len(POLICE_CLASSES) == lib.KG_POLICE_MAX
 COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
             "from_kernel", "tx_packets", "tx_bytes"]
 
@@ -173,6 +178,9 @@ class Dataplane:
         cfg.fifo_size, cfg.burst = self.cfg.fifo_size, self.cfg.burst
         cfg.idle_sleep_us = 0 if self.cfg.busy_poll else self.cfg.idle_sleep_us
         cfg.mbufs = self.cfg.mbufs
+        for j, cls in enumerate(POLICE_CLASSES):
+            pps, burst = self.cfg.police.get(cls, (0, 0))
+            cfg.police_pps[j], cfg.police_burst[j] = pps, burst
         err = ffi.new("char[]", lib.KG_ERRLEN)
         rc = lib.kg_setup(cfg, err, lib.KG_ERRLEN)
         if rc < 0:
@@ -246,6 +254,7 @@ class Dataplane:
             d = {k: int(getattr(c, k)) for k in COUNTERS}
             d["drops"] = {r: int(c.drops[j]) for j, r in enumerate(DROP_REASONS)}
             d["punts"] = {r: int(c.punts[j]) for j, r in enumerate(PUNT_REASONS)}
+            d["policed"] = {r: int(c.policed[j]) for j, r in enumerate(POLICE_CLASSES)}
             res.append(d)
         return res
 

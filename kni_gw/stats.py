@@ -42,6 +42,7 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             **{k: v for k, v in c.items() if k not in ("drops", "punts")},
             "drops": dict(c["drops"]),
             "punts": dict(c["punts"]),
+            "policed": dict(c["policed"]),
             "hw": dict(info.hw),
         })
     snap = {
@@ -84,6 +85,8 @@ def subtract(snap: Dict[str, Any], base: Optional[Dict[str, Any]]) -> Dict[str, 
                 p["drops"][r] -= b["drops"].get(r, 0)
             for r in p["punts"]:
                 p["punts"][r] -= b["punts"].get(r, 0)
+            for r in p["policed"]:
+                p["policed"][r] -= b["policed"].get(r, 0)
             for k in HW_CUMULATIVE:
                 p["hw"][k] -= b["hw"].get(k, 0)
         p.update(derive(p))
@@ -122,6 +125,8 @@ def render_table(view: Dict[str, Any], width: int = 250) -> str:
                      else "right", no_wrap=True)
     for p in view["ports"]:
         reasons = ", ".join(f"{r}={n}" for r, n in p["drops"].items() if n) or "-"
+        if any(p["policed"].values()):
+            reasons += " (" + ", ".join(f"{r}={n}" for r, n in p["policed"].items() if n) + ")"
         punts = ", ".join(f"{r}={n}" for r, n in p["punts"].items() if n) or "-"
         t.add_row(
             str(p["port"]), f"{p['lcore_rx']}/{p['lcore_tx']}/{p['lcore_exception']}",

@@ -219,7 +219,7 @@ def test_kni_gw_output_equals_the_kernels(gateways):
         assert rx == sum(p0[k] - before[0][k] for k in ("to_kernel", "forwarded")) + sum(
             p0["drops"][r] - before[0]["drops"][r] for r in ("to_kernel_full", "fwd_fifo_full",
                                                                "port_down_rx", "runt", "bad_header",
-                                                               "bad_checksum"))
+                                                               "bad_checksum", "policed"))
     finally:
         while cleanups:
             cleanups.pop()()

@@ -16,7 +16,8 @@ from .harness import ping, sh, wait_for
 from .pktio import write_frames
 from .test_differential import MAC0, MAC1, PKTIO, SRC_MAC, configure_router, netns, quiet_end
 
-RX_DROPS = ("to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header", "bad_checksum")
+RX_DROPS = ("to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header", "bad_checksum",
+            "policed")
 
 
 def hostile(n_min=10_000, seed=5):

@@ -83,6 +83,18 @@ def test_defaults_and_tunables():
     assert cfg.burst == 64 and cfg.backend == "tap"
 
 
+def test_police_option():
+    from kni_gw.config import POLICE_DEFAULTS
+    cfg = build_config(BASE, ncpus=2)
+    assert cfg.police == POLICE_DEFAULTS and cfg.police["transit"] == (0, 0)
+    cfg = build_config(BASE + ["--police", "icmp=500:50", "--police", "dns=1000"], ncpus=2)
+    assert cfg.police["icmp"] == (500, 50) and cfg.police["dns"] == (1000, 50)
+    assert build_config(BASE + ["--police", "off"], ncpus=2).police["arp"] == (0, 0)
+    for bad in ("icmp", "pings=5", "icmp=x", "icmp=5:"):
+        with pytest.raises(ConfigError, match="CLASS=PPS"):
+            build_config(BASE + ["--police", bad], ncpus=2)
+
+
 def test_help():
     with pytest.raises(HelpRequested):
         build_config(["--", "--help"], ncpus=2)

@@ -1,7 +1,7 @@
 """Statistics arithmetic and rendering (no ports, no root)."""
 import json
 
-from kni_gw.dataplane import DROP_REASONS, PUNT_REASONS
+from kni_gw.dataplane import DROP_REASONS, POLICE_CLASSES, PUNT_REASONS
 from kni_gw.stats import derive, render_json, render_table, subtract
 
 
@@ -13,6 +13,7 @@ def snap(t, rx, tok, fwd, ktx, fk, tx, drops=None, mbufs=100):
         "admin_up": True, "rx_packets": rx, "rx_bytes": rx * 60, "to_kernel": tok,
         "forwarded": fwd, "kernel_tx": ktx, "from_kernel": fk, "tx_packets": tx,
         "tx_bytes": tx * 60, "drops": d, "punts": {r: 0 for r in PUNT_REASONS},
+        "policed": {r: 0 for r in POLICE_CLASSES},
         "hw": {"hw_ipackets": rx, "hw_imissed": 0, "hw_ierrors": 0, "hw_rx_nombuf": 0,
                "hw_opackets": tx, "hw_oerrors": 0, "exc_ipackets": fk, "exc_opackets": ktx,
                "exc_oerrors": 0, "to_kernel_fifo_used": 3, "tx_fifo_used": 0}}]}
