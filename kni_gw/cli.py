@@ -59,6 +59,7 @@ Gateway options:
                           Defaults: arp/nd/icmp/resolve 20000, dns 300000,
                           local 50000, error/multicast/other 10000, transit
                           not policed
+  --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones
   --dns-port N            DNS port [53]
@@ -81,6 +82,9 @@ Signals: USR1 prints statistics (pkill -10 kni-gw), USR2 resets them,
   HUP reloads the DNS zones, INT/TERM stop cleanly (a second one forces exit).
 
 Commands:
+  stats [--file-prefix P] [--json] [--watch]
+                          counters and rates of a running kni-gw, from
+                          another shell (its control socket /run/kni-gw/P.sock)
   doctor [the options of a run] [--json]
                           preflight checks for that command line: root, DPDK,
                           hugepages, /dev/net/tun, /dev/vhost-net, IOMMU,
@@ -126,6 +130,62 @@ def setup_logging(level: Optional[str]) -> None:
 @click.version_option(__version__, prog_name=PROG)
 def commands() -> None:
     pass
+
+
+def _rates_text(view: dict) -> str:
+    lines = []
+    for p in view["ports"]:
+        r = p.get("rates")
+        if r:
+            lines.append(f"port {p['port']}: rx {r['rx_pps']:,.0f} pps {r['rx_bps'] / 1e6:,.2f} Mbit/s, "
+                         f"tx {r['tx_pps']:,.0f} pps {r['tx_bps'] / 1e6:,.2f} Mbit/s, "
+                         f"forwarded {r['forwarded_pps']:,.0f} pps, to kernel {r['to_kernel_pps']:,.0f} pps")
+    return "\n".join(lines) or "rates: not yet (one second of samples needed)"
+
+
+@commands.command("stats")
+@click.option("--file-prefix", default="kni-gw", show_default=True,
+              help="the running instance's EAL --file-prefix")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object, as SIGUSR1 with --stats-format json")
+@click.option("--watch", is_flag=True, help="a live view, refreshed every --interval seconds")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600))
+def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> None:
+    """Counters of a running kni-gw, read from another shell (root)."""
+    import json
+    import time
+
+    from .control import query
+    from .stats import render_table
+
+    def get() -> dict:
+        try:
+            return query(file_prefix)
+        except ConnectionError as e:
+            die(str(e))
+    if as_json and not watch:
+        click.echo(json.dumps(get(), sort_keys=True))
+        return
+    if not watch:
+        v = get()
+        click.echo(render_table(v), nl=False)
+        click.echo(_rates_text(v))
+        return
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame():
+        v = get()
+        if as_json:
+            return Text(json.dumps(v, sort_keys=True))
+        return Group(Text(render_table(v)), Text(_rates_text(v)))
+    try:
+        with Live(frame(), refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame())
+    except KeyboardInterrupt:
+        pass
 
 
 def run_gateway(argv: List[str]) -> int:

@@ -48,7 +48,7 @@ EAL_SHORT_GLUED = {"-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S"}
 APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
-    "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police",
+    "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police", "--metrics",
 }
 APP_REPEATABLE = {"dns_zone", "dns_listen", "police"}
 
@@ -119,6 +119,7 @@ class RunConfig:
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
     police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
+    metrics: Optional[str] = None
 
     @property
     def eal_opts(self) -> Dict[str, List[str]]:
@@ -437,6 +438,14 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
     for z in opts.get("dns_zone", []):
         if not os.path.isfile(z):
             raise ConfigError(f"--dns-zone {z}: no such file")
+    metrics = None
+    if "metrics" in opts:
+        from .control import parse_metrics_addr
+        try:
+            parse_metrics_addr(str(opts["metrics"]))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        metrics = str(opts["metrics"])
     if "--file-prefix" not in eal_opts:
         eal = eal + ["--file-prefix", DEFAULT_FILE_PREFIX]
     if "--log-level" not in eal_opts:
@@ -468,6 +477,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_listen=list(opts.get("dns_listen", [])),
         dns_forward=dns_forward,
         police=parse_police(opts.get("police", [])),
+        metrics=metrics,
     )
 
 

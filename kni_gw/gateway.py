@@ -22,6 +22,7 @@ from .config import HostFacts, RunConfig, preflight
 from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
+from .control import ControlServer, MetricsServer, with_rates
 from .netlink import EventSocket, FibMirror
 from .stats import Stats, render_json, render_table
 
@@ -93,7 +94,14 @@ class Gateway:
         self.fib.poll_forwarding(self.ifname_of_port)
         self.fib.resync()
         self.stats = Stats(self.dp)
-        self.dns = self.addr_events = None
+        self.dns = self.addr_events = self.metrics = None
+        self.rate_prev = self.rate_last = None
+        self.control = ControlServer(cfg.file_prefix, self._control_view)
+        if cfg.metrics:
+            try:
+                self.metrics = MetricsServer(cfg.metrics, self._raw_view)
+            except OSError as e:
+                raise ConfigError(f"--metrics {cfg.metrics}: {e.strerror}") from None
         if cfg.dns_zones:
             self._start_dns()
         log.info("ready (pid %d): %s",
@@ -104,13 +112,16 @@ class Gateway:
         sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
         sel.register(self.fib.fileno(), selectors.EVENT_READ, "fib")
         self.sel = sel
+        sel.register(self.control.fileno(), selectors.EVENT_READ, "control")
+        if self.metrics is not None:
+            sel.register(self.metrics.fileno(), selectors.EVENT_READ, "metrics")
         if self.dns is not None:
             self.dns.on_fd_change = self._dns_fd
             for fd in list(self.dns.fds):
                 self._dns_fd(fd, True)
             if self.addr_events is not None:
                 sel.register(self.addr_events.fileno(), selectors.EVENT_READ, "addr")
-        next_link = next_sysctl = 0.0
+        next_link = next_sysctl = next_rate = 0.0
         while True:
             timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
             for key, _ in sel.select(timeout):
@@ -124,6 +135,10 @@ class Gateway:
                     self.sync.on_readable()
                 elif key.data == "fib":
                     self.fib.on_readable()
+                elif key.data == "control":
+                    self.control.on_ready()
+                elif key.data == "metrics":
+                    self.metrics.on_ready()
                 elif key.data == "dns":
                     self.dns.on_ready(key.fd)
                 elif key.data == "addr":
@@ -147,13 +162,36 @@ class Gateway:
             if now >= next_sysctl:
                 self.fib.poll_forwarding(self.ifname_of_port)
                 next_sysctl = now + SYSCTL_POLL_S
+            if now >= next_rate:
+                # a raw sample a second, for the rates `kni-gw stats` shows
+                self.rate_prev, self.rate_last = self.rate_last, self._raw_view()
+                next_rate = now + 1.0
+
+    def _extra(self) -> dict:
+        extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix}
+        if self.dns is not None:
+            extra["dns"] = self.dns.stats.view()
+        return extra
+
+    def _raw_view(self) -> dict:
+        """Counters since start (for metrics and rates: never reset)."""
+        from .stats import subtract, take_snapshot
+        return subtract(take_snapshot(self.dp, self._extra()), None)
+
+    def _control_view(self) -> dict:
+        """What `kni-gw stats` gets: SIGUSR1's view plus rates over the last second."""
+        view = self.stats.current(self._extra())
+        if self.rate_prev and self.rate_last:
+            rated = with_rates(self.rate_last, self.rate_prev)
+            by_port = {p["port"]: p.get("rates") for p in rated["ports"]}
+            for p in view["ports"]:
+                if by_port.get(p["port"]):
+                    p["rates"] = by_port[p["port"]]
+        return view
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
-            extra = {"fib": self.fib.view()}
-            if self.dns is not None:
-                extra["dns"] = self.dns.stats.view()
-            view = self.stats.current(extra)
+            view = self.stats.current(self._extra())
             out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
             sys.stdout.write(out)
             sys.stdout.flush()
@@ -205,6 +243,9 @@ class Gateway:
                 pass
 
     def _shutdown(self) -> None:
+        for obj in ("control", "metrics"):
+            if getattr(self, obj, None) is not None:
+                getattr(self, obj).close()
         if getattr(self, "dns", None) is not None:
             self.dns.close()
         if getattr(self, "addr_events", None) is not None:
