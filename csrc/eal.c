@@ -13,6 +13,7 @@
 #include <rte_malloc.h>
 #include <rte_cycles.h>
 #include <rte_mempool.h>
+#include <rte_pdump.h>
 #include <rte_version.h>
 
 #include "kg_internal.h"
@@ -39,6 +40,11 @@ kg_eal_init(int argc, char **argv)
 	if (ret < 0)
 		return rte_errno ? -rte_errno : -EINVAL;
 	kg.eal_ready = true;
+	/* let dpdk-dumpcap / dpdk-pdump (secondary processes) capture the
+	 * ports; without shared memory (--no-huge) they cannot attach anyway */
+	if (rte_pdump_init() < 0)
+		RTE_LOG(WARNING, EAL, "kni-gw: packet capture unavailable: %s\n",
+			rte_strerror(rte_errno));
 	return 0;
 }
 
@@ -235,6 +241,7 @@ kg_teardown(void)
 	}
 	rte_free(kg.qsbr);
 	kg.qsbr = NULL;
+	rte_pdump_uninit();
 	rte_eal_cleanup();
 	kg.eal_ready = false;
 }

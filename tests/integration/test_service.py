@@ -51,3 +51,25 @@ def test_stats_from_another_shell_and_metrics(topo, gateways):
     assert not os.path.exists(path)
     r = subprocess.run([kni_gw_bin(), "stats", "--file-prefix", gw.prefix], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("kni-gw: error: no kni-gw running")
+
+
+def test_dumpcap_captures_pings(topo, gateways, tmp_path):
+    """dpdk-dumpcap (a secondary process) captures port 0 of a running
+    gateway; it needs shared memory, so the gateway runs on hugepages."""
+    from scapy.all import ICMP, IP, rdpcap
+
+    eal = ["-l", "0-1", "--no-pci", "--file-prefix", topo.tag] + topo.vdevs()
+    gw = gateways(topo, ["-p", "0x1", "--config", "(0,0,1)"], eal=eal).wait_ready()
+    veth_up(topo)
+    static_neighbours(topo)
+    out = tmp_path / "port0.pcapng"
+    cap = subprocess.Popen(["dpdk-dumpcap", f"--file-prefix={gw.prefix}", "-i", "0", "-p", "-c", "20",
+                            "-w", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: out.exists(), timeout=20, what="dumpcap started")
+    assert " 0% packet loss" in ping(topo.peers[0], "10.0.0.1", count=10, interval=0.05, wait=2).stdout
+    text = cap.communicate(timeout=30)[0]
+    assert cap.returncode == 0, text
+    pkts = rdpcap(str(out))
+    req = [p for p in pkts if ICMP in p and p[ICMP].type == 8 and p[IP].dst == "10.0.0.1"]
+    rep = [p for p in pkts if ICMP in p and p[ICMP].type == 0 and p[IP].src == "10.0.0.1"]
+    assert len(req) == 10 and len(rep) == 10, [p.summary() for p in pkts]
