@@ -29,6 +29,7 @@ from .stats import Stats, render_json, render_table
 log = logging.getLogger("kni-gw")
 
 LINK_POLL_S = 0.2
+POLICE_LOG_S = 10.0  # policing is logged as one summary line per port and interval
 SYSCTL_POLL_S = 2.0  # a safety net: RTM_NEWNETCONF events drive it
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -122,6 +123,9 @@ class Gateway:
             if self.addr_events is not None:
                 sel.register(self.addr_events.fileno(), selectors.EVENT_READ, "addr")
         next_link = next_sysctl = next_rate = 0.0
+        next_police = time.monotonic() + POLICE_LOG_S
+        self.police_prev = None
+        self._log_policing()      # the baseline
         while True:
             timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
             for key, _ in sel.select(timeout):
@@ -162,10 +166,23 @@ class Gateway:
             if now >= next_sysctl:
                 self.fib.poll_forwarding(self.ifname_of_port)
                 next_sysctl = now + SYSCTL_POLL_S
+            if now >= next_police:
+                self._log_policing()
+                next_police = now + POLICE_LOG_S
             if now >= next_rate:
                 # a raw sample a second, for the rates `kni-gw stats` shows
                 self.rate_prev, self.rate_last = self.rate_last, self._raw_view()
                 next_rate = now + 1.0
+
+    def _log_policing(self) -> None:
+        cur = [dict(c["policed"]) for c in self.dp.counters()]
+        if self.police_prev is not None:
+            for port, (now, before) in zip(self.cfg.ports, zip(cur, self.police_prev)):
+                d = {k: now[k] - before.get(k, 0) for k in now if now[k] > before.get(k, 0)}
+                if d:
+                    log.warning("policing: port %d dropped %d punted frames in %.0f s (%s)", port.port,
+                                sum(d.values()), POLICE_LOG_S, ", ".join(f"{k} {v}" for k, v in d.items()))
+        self.police_prev = cur
 
     def _extra(self) -> dict:
         extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything kni-gw needs on a fresh Debian 12 machine, then kni-gw
-# itself into ./.venv, and links /usr/local/bin/kni-gw. Safe to run again.
+# itself into ./.venv, and links /usr/local/bin/kni-gw (and the host scripts
+# as /usr/local/sbin/kni-gw-setup-hugepages, kni-gw-bind-nic). Safe to run again.
 #
 #   sudo scripts/install.sh            # system packages + kni-gw
 #   sudo scripts/install.sh --no-apt   # only (re)build and install kni-gw
@@ -26,7 +27,7 @@ fi
 pkgs=(dpdk dpdk-dev libdpdk-dev pkg-config gcc libc6-dev make
 	python3 python3-venv python3-dev
 	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool shellcheck util-linux dnsperf
-	clang-14 libclang-rt-14-dev)
+	clang-14 libclang-rt-14-dev bird2 systemd)
 if [ "$apt" = 1 ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do
@@ -53,4 +54,8 @@ if [ ! -x "$top/.venv/bin/python" ]; then
 fi
 "$top/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "${top}[test]"
 ln -sf "$top/.venv/bin/kni-gw" /usr/local/bin/kni-gw
+mkdir -p /usr/local/sbin /usr/local/share/doc/kni-gw
+ln -sf "$top/scripts/setup_hugepages.sh" /usr/local/sbin/kni-gw-setup-hugepages
+ln -sf "$top/scripts/bind_nic.sh" /usr/local/sbin/kni-gw-bind-nic
+ln -sf "$top/README.md" /usr/local/share/doc/kni-gw/README.md
 echo "install.sh: kni-gw $("$top/.venv/bin/python" -c 'import kni_gw; print(kni_gw.__version__)') ready ($top/.venv/bin/kni-gw, linked from /usr/local/bin/kni-gw)"

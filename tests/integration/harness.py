@@ -175,9 +175,15 @@ class Gateway:
             raise AssertionError("kni-gw did not stop within %ss" % timeout)
 
     def kill(self) -> None:
+        """End it whatever state it is in: SIGTERM first, so that it releases
+        its hugepages and EAL files; SIGKILL only if that does not work."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def veth_up(topo: Topology, k: int = 0, addr: Optional[str] = None) -> None:

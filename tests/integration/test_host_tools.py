@@ -252,6 +252,16 @@ def test_scripts_are_shellcheck_clean():
     assert r.returncode == 0, r.stdout
 
 
+def test_systemd_unit_verifies():
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed")
+    for exe in ("/usr/local/bin/kni-gw", "/usr/local/sbin/kni-gw-setup-hugepages"):
+        assert os.access(exe, os.X_OK), f"{exe} missing (scripts/install.sh links it)"
+    r = subprocess.run(["systemd-analyze", "verify", os.path.join(TOP, "examples", "kni-gw.service")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "kni-gw.service" not in r.stderr, r.stderr
+
+
 # ------------------------------------------------------------ doctor
 
 def doctor(*args, env=None):

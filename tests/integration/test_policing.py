@@ -51,6 +51,9 @@ def test_flood_to_the_gateway_is_policed_and_pings_still_answered(topo, gateways
         after["policed"][k] - before["policed"][k] for k in after["policed"])
     # ICMP to us is its own class: none of the pings were policed
     assert after["policed"]["icmp"] == before["policed"]["icmp"]
+    # and the operator is told, in one line per interval
+    gw.wait_line(gw.err, lambda s: s.startswith("kni-gw: policing: port 0 dropped") and "local" in s,
+                 timeout=15)
 
 
 def test_police_off_lets_everything_through(topo, gateways):
