@@ -272,6 +272,26 @@ kg_stats_read(struct kg_port_counters *out, unsigned int n)
 	return (int)n;
 }
 
+int
+kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsigned int n)
+{
+	const unsigned int nfield = sizeof(struct kg_port_counters) /
+				    sizeof(unsigned long long);
+	unsigned int i, f;
+
+	if (lcore >= RTE_MAX_LCORE || !kg.lcore[lcore].active)
+		return -ENOENT;
+	n = RTE_MIN(n, kg.nb_ports);
+	for (i = 0; i < n; i++) {
+		unsigned long long *dst = (unsigned long long *)&out[i];
+		const unsigned long long *src = (const unsigned long long *)&kg_stats[lcore].port[i];
+
+		for (f = 0; f < nfield; f++)
+			dst[f] = __atomic_load_n(&src[f], __ATOMIC_RELAXED);
+	}
+	return (int)n;
+}
+
 unsigned int
 kg_mbufs_in_use(void)
 {

@@ -173,6 +173,8 @@ int kg_port_info(unsigned short port, struct kg_port_info *out);
 /* Statistics: sums of the per-lcore counters, one entry per configured
  * port, in configuration order. Returns the number of entries. */
 int kg_stats_read(struct kg_port_counters *out, unsigned int n);
+/* One lcore's own counters, per configured port; -ENOENT if it has no role. */
+int kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsigned int n);
 unsigned int kg_mbufs_in_use(void);
 unsigned int kg_mbufs_total(void);
 

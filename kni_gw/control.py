@@ -207,6 +207,11 @@ def with_rates(view: dict, prev: Optional[dict]) -> dict:
     dt = view["time"] - prev["time"]
     if dt <= 0:
         return view
+    for lc, c in view.get("lcores", {}).items():
+        b = prev.get("lcores", {}).get(lc)
+        if b:
+            c["rates"] = {"rx_pps": (c["rx_packets"] - b["rx_packets"]) / dt,
+                          "tx_pps": (c["tx_packets"] - b["tx_packets"]) / dt}
     before = {p["port"]: p for p in prev["ports"]}
     for p in view["ports"]:
         b = before.get(p["port"])

@@ -261,6 +261,21 @@ class Dataplane:
     def fib_memory(self) -> int:
         return lib.kg_fib_memory()
 
+    def lcore_counters(self) -> Dict[int, Dict[str, int]]:
+        """Per lcore with a role: its own counters summed over the ports."""
+        n = len(self.cfg.ports)
+        out = ffi.new("struct kg_port_counters[]", n)
+        lcores = sorted({lc for p in self.cfg.ports for lc in (p.lcore_rx, p.lcore_tx, p.lcore_exc)})
+        res = {}
+        for lc in lcores:
+            got = lib.kg_stats_read_lcore(lc, out, n)
+            if got < 0:
+                continue
+            d = {k: sum(int(getattr(out[i], k)) for i in range(got)) for k in COUNTERS}
+            d["dropped"] = sum(int(out[i].drops[j]) for i in range(got) for j in range(lib.KG_DROP_MAX))
+            res[lc] = d
+        return res
+
     def mbufs_in_use(self) -> int:
         return lib.kg_mbufs_in_use()
 

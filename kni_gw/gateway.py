@@ -204,6 +204,10 @@ class Gateway:
             for p in view["ports"]:
                 if by_port.get(p["port"]):
                     p["rates"] = by_port[p["port"]]
+            for lc, c in view.get("lcores", {}).items():
+                r = rated.get("lcores", {}).get(lc, {}).get("rates")
+                if r:
+                    c["rates"] = r
         return view
 
     def _handle(self, signum: int) -> None:

@@ -48,6 +48,7 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     snap = {
         "time": time.time(),
         "ports": ports,
+        "lcores": {str(k): v for k, v in dp.lcore_counters().items()},
         "mbufs_in_use": dp.mbufs_in_use(),
         "mbufs_total": dp.mbufs_total(),
     }
@@ -90,6 +91,11 @@ def subtract(snap: Dict[str, Any], base: Optional[Dict[str, Any]]) -> Dict[str, 
             for k in HW_CUMULATIVE:
                 p["hw"][k] -= b["hw"].get(k, 0)
         p.update(derive(p))
+    for lc, c in out.get("lcores", {}).items():
+        b = base.get("lcores", {}).get(lc)
+        if b:
+            for k in c:
+                c[k] -= b.get(k, 0)
     out["since"] = base["time"]
     return out
 
@@ -137,6 +143,11 @@ def render_table(view: Dict[str, Any], width: int = 250) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=False, color_system=None)
     console.print(t)
+    if view.get("lcores"):
+        console.print("lcores: " + "; ".join(
+            f"{lc}: rx {c['rx_packets']} tx {c['tx_packets']} fwd {c['forwarded']} "
+            f"to/from kernel {c['kernel_tx']}/{c['from_kernel']} dropped {c['dropped']}"
+            for lc, c in sorted(view["lcores"].items(), key=lambda x: int(x[0]))))
     if "fib" in view:
         f = view["fib"]
         console.print(f"routes: {f['routes4']} IPv4, {f['routes6']} IPv6 (fast path {f['fast4']} + "

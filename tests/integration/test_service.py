@@ -26,13 +26,18 @@ def test_stats_from_another_shell_and_metrics(topo, gateways):
     static_neighbours(topo)
     path = f"/run/kni-gw/{gw.prefix}.sock"
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
-    before = stats_json(gw.prefix)["ports"][0]
+    first = stats_json(gw.prefix)
+    before, stats_json_lcores_before = first["ports"][0], first["lcores"]
     assert " 0% packet loss" in ping(topo.peers[0], "10.0.0.1", count=100, interval=0.01).stdout
     after = stats_json(gw.prefix)
     p = after["ports"][0]
     assert p["rx_packets"] - before["rx_packets"] == 100
     assert p["tx_packets"] - before["tx_packets"] == 100
     assert after["pid"] == gw.proc.pid and after["file_prefix"] == gw.prefix
+    # per lcore: lcore 0 received the 100 pings, lcore 1 (tx + vEth I/O) sent the replies
+    lc_before, lc = stats_json_lcores_before, after["lcores"]
+    assert lc["0"]["rx_packets"] - lc_before["0"]["rx_packets"] == 100
+    assert lc["1"]["tx_packets"] - lc_before["1"]["tx_packets"] == 100
     # rates appear once a second of samples exists
     wait_for(lambda: "rates" in stats_json(gw.prefix)["ports"][0], timeout=5, what="rates")
     table = subprocess.run([kni_gw_bin(), "stats", "--file-prefix", gw.prefix], capture_output=True,
