@@ -23,6 +23,20 @@ RUN_DIR = "/run/kni-gw"
 REQUEST_TIMEOUT_S = 0.5
 
 
+def serve_one(listener: socket.socket, answer: Callable[[bytes], bytes], size: int) -> None:
+    """Accept one connection, read one request, write answer(request)."""
+    try:
+        conn, _ = listener.accept()
+    except (BlockingIOError, InterruptedError):
+        return
+    with conn:
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        try:
+            conn.sendall(answer(conn.recv(size)))
+        except OSError:
+            pass
+
+
 def socket_path(prefix: str) -> str:
     return os.path.join(RUN_DIR, f"{prefix}.sock")
 
@@ -50,21 +64,15 @@ class ControlServer:
         return self.sock.fileno()
 
     def on_ready(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        with conn:
-            conn.settimeout(REQUEST_TIMEOUT_S)
-            try:
-                req = conn.recv(256).decode(errors="replace").strip()
-                if req == "stats":
-                    out = json.dumps(self.view(), sort_keys=True)
-                else:
-                    out = json.dumps({"error": f"unknown request {req!r}; send 'stats'"})
-                conn.sendall(out.encode() + b"\n")
-            except OSError:
-                pass
+        serve_one(self.sock, self._answer, 256)
+
+    def _answer(self, raw: bytes) -> bytes:
+        req = raw.decode(errors="replace").strip()
+        if req == "stats":
+            out = json.dumps(self.view(), sort_keys=True)
+        else:
+            out = json.dumps({"error": f"unknown request {req!r}; send 'stats'"})
+        return out.encode() + b"\n"
 
     def close(self) -> None:
         self.sock.close()
@@ -176,25 +184,17 @@ class MetricsServer:
         return self.sock.fileno()
 
     def on_ready(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        with conn:
-            conn.settimeout(REQUEST_TIMEOUT_S)
-            try:
-                req = conn.recv(4096).decode(errors="replace")
-                line = req.split("\r\n", 1)[0].split()
-                if len(line) >= 2 and line[0] == "GET" and line[1].split("?")[0] == "/metrics":
-                    body = openmetrics(self.view()).encode()
-                    head = ("HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; "
-                            "version=1.0.0; charset=utf-8\r\n")
-                else:
-                    body, head = b"see /metrics\n", "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-                conn.sendall(head.encode() + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                             + body)
-            except OSError:
-                pass
+        serve_one(self.sock, self._answer, 4096)
+
+    def _answer(self, raw: bytes) -> bytes:
+        line = raw.decode(errors="replace").split("\r\n", 1)[0].split()
+        if len(line) >= 2 and line[0] == "GET" and line[1].split("?")[0] == "/metrics":
+            body = openmetrics(self.view()).encode()
+            head = ("HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; "
+                    "version=1.0.0; charset=utf-8\r\n")
+        else:
+            body, head = b"see /metrics\n", "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+        return head.encode() + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
 
     def close(self) -> None:
         self.sock.close()

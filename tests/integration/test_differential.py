@@ -138,6 +138,28 @@ def quiet_end(ns, ifname):
     sh("ip", "link", "set", ifname, "up", ns=ns)
 
 
+def xdp_gateway(gateways, tag, gw, gin, gout):
+    """kni-gw in ns gw on two net_af_xdp ports, g0 (peer in0 in ns gin) and
+    g1 (peer out1 in ns gout), with the routers' MACs; returns it ready."""
+    for k, peer, pif in ((0, gin, "in0"), (1, gout, "out1")):
+        sh("ip", "link", "add", f"g{k}", "netns", gw, "type", "veth", "peer", "name", pif, "netns", peer)
+        sh("sysctl", "-qw", f"net.ipv4.conf.g{k}.rp_filter=1", f"net.ipv4.conf.g{k}.arp_ignore=8",
+           f"net.ipv6.conf.g{k}.disable_ipv6=1", ns=gw)
+        # net_af_xdp cannot change its MAC: give the port the router's MAC
+        # before kni-gw starts, and vEthN takes it from the port
+        sh("ip", "link", "set", f"g{k}", "address", (MAC0, MAC1)[k], ns=gw)
+        sh("ip", "link", "set", f"g{k}", "up", ns=gw)
+        quiet_end(peer, pif)
+
+    class Topo:
+        pass
+    topo = Topo()
+    topo.tag, topo.gw = tag, gw
+    return gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"],
+                    eal=["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix", tag,
+                         "--vdev", "net_af_xdp0,iface=g0", "--vdev", "net_af_xdp1,iface=g1"]).wait_ready()
+
+
 def test_kni_gw_output_equals_the_kernels(gateways):
     tag = f"kgd{os.getpid() % 100000}"
     cleanups = []
@@ -162,25 +184,7 @@ def test_kni_gw_output_equals_the_kernels(gateways):
         gw, gin, gout = f"{tag}-gw", f"{tag}-gin", f"{tag}-gout"
         for ns in (gw, gin, gout):
             netns(ns, cleanups)
-        for k, peer, pif in ((0, gin, "in0"), (1, gout, "out1")):
-            sh("ip", "link", "add", f"g{k}", "netns", gw, "type", "veth", "peer", "name", pif, "netns", peer)
-            sh("sysctl", "-qw", f"net.ipv4.conf.g{k}.rp_filter=1", f"net.ipv4.conf.g{k}.arp_ignore=8",
-               f"net.ipv6.conf.g{k}.disable_ipv6=1", ns=gw)
-            # net_af_xdp cannot change its MAC: give the port the router's MAC
-            # before kni-gw starts, and vEthN takes it from the port
-            sh("ip", "link", "set", f"g{k}", "address", (MAC0, MAC1)[k], ns=gw)
-            sh("ip", "link", "set", f"g{k}", "up", ns=gw)
-            quiet_end(peer, pif)
-
-        class Topo:
-            pass
-        topo = Topo()
-        topo.tag, topo.gw = tag, gw
-        topo.vdevs = lambda: ["--vdev", "net_af_xdp0,iface=g0", "--vdev", "net_af_xdp1,iface=g1"]
-        g = gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"],
-                     eal=["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix", tag]
-                     + topo.vdevs())
-        g.wait_ready()
+        g = xdp_gateway(gateways, tag, gw, gin, gout)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: (lambda s: s["fib"]["fast4"] >= 4 and s["fib"]["fast6"] >= 2
                           and all(f["ipv4"] and f["ipv6"] for f in s["fib"]["forwarding"].values()))(g.stats()),

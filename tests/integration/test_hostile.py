@@ -14,7 +14,7 @@ from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPOption, 
 
 from .harness import ping, sh, wait_for
 from .pktio import write_frames
-from .test_differential import MAC0, MAC1, PKTIO, SRC_MAC, configure_router, netns, quiet_end
+from .test_differential import MAC0, PKTIO, SRC_MAC, configure_router, netns, xdp_gateway
 
 RX_DROPS = ("to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header", "bad_checksum",
             "policed")
@@ -79,19 +79,7 @@ def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
         gw, gin, gout = f"{tag}-gw", f"{tag}-in", f"{tag}-out"
         for ns in (gw, gin, gout):
             netns(ns, cleanups)
-        for k, peer, pif in ((0, gin, "in0"), (1, gout, "out1")):
-            sh("ip", "link", "add", f"g{k}", "netns", gw, "type", "veth", "peer", "name", pif, "netns", peer)
-            sh("ip", "link", "set", f"g{k}", "address", (MAC0, MAC1)[k], ns=gw)
-            sh("ip", "link", "set", f"g{k}", "up", ns=gw)
-            quiet_end(peer, pif)
-
-        class Topo:
-            pass
-        topo = Topo()
-        topo.tag, topo.gw = tag, gw
-        g = gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"],
-                     eal=["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix", tag,
-                          "--vdev", "net_af_xdp0,iface=g0", "--vdev", "net_af_xdp1,iface=g1"]).wait_ready()
+        g = xdp_gateway(gateways, tag, gw, gin, gout)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
         time.sleep(0.5)
