@@ -6,7 +6,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 
 from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPOption, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
@@ -82,8 +81,8 @@ def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
         g = xdp_gateway(gateways, tag, gw, gin, gout)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
-        time.sleep(0.5)
-        base = g.stats()
+        base = wait_for(lambda: (lambda s: s if s["ports"][0]["hw"]["to_kernel_fifo_used"] == 0 else None)(
+            g.stats()), what="an idle gateway")
         frames = hostile()
         assert len(frames) >= 10_000
         path = os.path.join(tmp, "hostile.bin")
