@@ -112,6 +112,17 @@ def load_routes(n, tmp):
     return path
 
 
+def timed_route_load(g, batch, n):
+    """ip -batch the routes; seconds until ip returns and until all n are in
+    the fast path, both from ip's start."""
+    t0 = time.monotonic()
+    sh("ip", "-batch", batch, ns=NS, timeout=300)
+    t_ip = time.monotonic() - t0
+    wait_for(lambda: g.stats()["fib"]["fast4"] >= n + 2, timeout=120, step=0.05,
+             what=f"{n} routes mirrored")
+    return t_ip, time.monotonic() - t0
+
+
 def routes_load_while_forwarding(n, tmp, base):
     """n routes loaded with ip -batch while the fast path forwards traffic to
     an existing route at full rate: the mirror's load time."""
@@ -119,13 +130,8 @@ def routes_load_while_forwarding(n, tmp, base):
     g = KniGw(base, "(0,0,1),(1,1,0)")
     try:
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
-        a = g.stats()
-        t0 = time.monotonic()
-        sh("ip", "-batch", batch, ns=NS, timeout=300)
-        t_ip = time.monotonic() - t0
-        wait_for(lambda: g.stats()["fib"]["fast4"] >= n + 2, timeout=120, step=0.1,
-                 what=f"{n} routes mirrored")
-        t_all = time.monotonic() - t0
+        a, t0 = g.stats(), time.monotonic()
+        t_ip, t_all = timed_route_load(g, batch, n)
         b = g.stats()
         fwd = (b["ports"][1]["tx_packets"] - a["ports"][1]["tx_packets"]) / (time.monotonic() - t0)
         print(f"  {n // 1000}k routes while forwarding in C: ip -batch {t_ip:.2f} s, mirrored in "
@@ -146,12 +152,7 @@ def routes_run(n, tmp, io, args):
     try:
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
         # traffic is running (punted: no route yet) while the routes load
-        t0 = time.monotonic()
-        sh("ip", "-batch", batch, ns=NS, timeout=300)
-        t_ip = time.monotonic() - t0
-        wait_for(lambda: g.stats()["fib"]["fast4"] >= n + 2, timeout=120, step=0.05,
-                 what=f"{n} routes mirrored")
-        t_all = time.monotonic() - t0
+        t_ip, t_all = timed_route_load(g, batch, n)
         r, snap = g.rate(args.seconds)
         print(f"  kni-gw one lcore, {n // 1000}k routes       {r / 1e6:7.2f} Mpps   {r / io:.2f}x testpmd io; "
               f"ip -batch {t_ip:.2f} s, mirrored in {t_all:.2f} s from its start; "
