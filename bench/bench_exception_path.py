@@ -15,6 +15,7 @@
 import argparse
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ def run_testpmd_pcap(pcap: str, seconds: float) -> float:
         return rate(NS, "tpTap0", seconds)
     finally:
         p.stop()
+        shutil.rmtree("/var/run/dpdk/kgbench-tp", ignore_errors=True)   # testpmd leaves its EAL run dir
 
 
 def idle_cpu(extra=(), seconds: float = 5.0) -> dict:

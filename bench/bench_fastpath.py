@@ -23,6 +23,7 @@ the tables' memory.
 import argparse
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def testpmd_rate(pcap, mode, seconds):
               "--total-num-mbufs=16384", "--stats-period", "1"], ns=NS)
     time.sleep(2 + 3 * seconds)
     out = p.stop()
+    shutil.rmtree("/var/run/dpdk/kgbench-tp", ignore_errors=True)   # testpmd leaves its EAL run dir
     # the last lines of "Tx-pps" for port 1
     blocks = re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", out, re.S)
     vals = [int(v) for v in blocks[-3:]]
