@@ -20,8 +20,10 @@ an anycast address, so each peer counts what reaches it), so zebra installs
       vEth1 sees only OSPF's own frames meanwhile;
   (b) 64 UDP flows (source ports) to 192.168.88.1 land on both next hops,
       each flow on one, all forwarded in C;
-  (c) peer2 stops announcing 192.168.88.0/24: once the kernel's route has
-      one next hop, every flow reaches peer1, still forwarded in C.
+  (c) peer2 stops announcing 192.168.88.0/24, or its router dies (the
+      dead interval notices): once the kernel's route has one next hop,
+      every flow reaches peer1 (none the withdrawn one: the fast path
+      follows), still forwarded in C.
 
 Each test checks what the kernel does first (routes with nhid, delivery,
 spread), then what the fast path does, so a failure says which part is wrong.
@@ -104,6 +106,16 @@ class Daemons:
             f.write(bird_conf(k, stubnets))
         r = sh("birdc", "-s", self.path(f"bird{k}.ctl"), "configure", f'"{conf}"', ns=ns, check=check)
         assert not check or "Reconfigured" in r.stdout, r.stdout
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one daemon (a router that dies: nothing is withdrawn)."""
+        for i, (n, p) in enumerate(self.procs):
+            if n == name:
+                p.kill()
+                p.wait()
+                del self.procs[i]
+                return
+        raise AssertionError(f"no daemon {name}")
 
     def vtysh(self, ns: str, cmd: str) -> str:
         return sh("vtysh", "--vty_socket", self.dir, "-c", cmd, ns=ns, check=False, timeout=10).stdout
@@ -343,20 +355,29 @@ def test_ecmp_over_a_nexthop_group_spreads_flows_in_c(ospf):
         assert delta(after, before, k, "tx_packets") >= sum(got[k].values()), k
 
 
-def test_withdrawn_next_hop_is_followed_in_c(ospf):
+@pytest.mark.parametrize("how", ["stops-announcing", "router-dies"])
+def test_withdrawn_next_hop_is_followed_in_c(ospf, how):
     topo, gw, d = ospf
     ecmp_route(topo, d)
-    # peer2 stops announcing the prefix; its adjacency stays up
-    d.bird_reconfigure(topo.peers[2], 2, [])
+    if how == "stops-announcing":
+        # peer2 withdraws the prefix (a new router LSA); its adjacency stays up
+        d.bird_reconfigure(topo.peers[2], 2, [])
+    else:
+        # peer2's router dies: nothing is withdrawn, ospfd notices after
+        # the dead interval (4 s) that its hellos stopped
+        d.kill("bird2")
     try:
         withdrawn(topo, gw, d)
     finally:
-        d.bird_reconfigure(topo.peers[2], 2, [ANY], check=False)   # announced again
+        if how == "stops-announcing":
+            d.bird_reconfigure(topo.peers[2], 2, [ANY], check=False)
+        else:
+            d.bird(topo.peers[2], 2, [ANY])
 
 
 def withdrawn(topo, gw, d):
     wait_for(lambda: d.check_alive() or gateways_of(route(topo.gw, ANY)) == ["10.1.0.2"],
-             timeout=20, step=0.1, what="the kernel's route down to peer1 alone")
+             timeout=15, step=0.1, what="the kernel's route down to peer1 alone")
     rt = route(topo.gw, ANY)
     assert rt.get("protocol") == "ospf" and "nhid" in rt, rt
     got, before, after, seconds = spread(topo, gw)
