@@ -49,7 +49,7 @@ kg_fib_size(const struct kg_fib_conf *conf)
 	fib_conf_defaults(conf, &c4, &c6);
 	/* rte_lpm: tbl24 (2^24 entries) + tbl8 groups of 256 + rules;
 	 * rte_lpm6: tbl24 + tbl8 groups of 256 + rules in a hash (~48 B);
-	 * then the next-hop tables and the per-lcore stamps (2 x 64 KiB) */
+	 * then the next-hop tables and the per-lcore stamps (3 x 64 KiB) */
 	return sizeof(struct rte_lpm_tbl_entry) *
 		       ((uint64_t)RTE_LPM_TBL24_NUM_ENTRIES + 256ULL * c4.number_tbl8s)
 	       + 8ULL * c4.max_rules
@@ -57,7 +57,7 @@ kg_fib_size(const struct kg_fib_conf *conf)
 	       + 48ULL * c6.max_rules + 4ULL * c6.number_tbl8s
 	       + sizeof(uint64_t) * (KG_ADJ_MAX + KG_GROUP_MAX)
 	       + sizeof(uint32_t) * KG_BUCKET_MAX
-	       + 2ULL * KG_ADJ_MAX * KG_MAX_PORTS;
+	       + (uint64_t)KG_STAMPS * KG_ADJ_MAX * KG_MAX_PORTS;
 }
 
 int
@@ -114,13 +114,16 @@ kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 	for (l = 0; l < KG_GROUP_MAX; l++)
 		kg_fib.group[l] = KG_PUNT_UNRESOLVED;
 	for (l = 0; l < RTE_MAX_LCORE; l++) {
+		unsigned int k;
+
 		if (kg.lcore[l].n_rx == 0)
 			continue;
-		kg_fib.used[l] = rte_zmalloc("kg_used", KG_ADJ_MAX, RTE_CACHE_LINE_SIZE);
-		kg_fib.moved[l] = rte_zmalloc("kg_moved", KG_ADJ_MAX, RTE_CACHE_LINE_SIZE);
-		if (kg_fib.used[l] == NULL || kg_fib.moved[l] == NULL) {
-			kg_err(err, errlen, "cannot allocate the neighbour stamps");
-			return -ENOMEM;
+		for (k = 0; k < KG_STAMPS; k++) {
+			kg_fib.stamp[l][k] = rte_zmalloc("kg_stamp", KG_ADJ_MAX, RTE_CACHE_LINE_SIZE);
+			if (kg_fib.stamp[l][k] == NULL) {
+				kg_err(err, errlen, "cannot allocate the neighbour stamps");
+				return -ENOMEM;
+			}
 		}
 	}
 	kg_fib.epoch = 1;
@@ -141,8 +144,10 @@ kg_fib_free(void)
 	rte_free(kg_fib.group);
 	rte_free(kg_fib.bucket);
 	for (l = 0; l < RTE_MAX_LCORE; l++) {
-		rte_free(kg_fib.used[l]);
-		rte_free(kg_fib.moved[l]);
+		unsigned int k;
+
+		for (k = 0; k < KG_STAMPS; k++)
+			rte_free(kg_fib.stamp[l][k]);
 	}
 	memset(&kg_fib, 0, sizeof(kg_fib));
 }
@@ -333,45 +338,39 @@ kg_fib_port_mtu6(unsigned int port_index, unsigned int mtu)
 }
 
 int
-kg_adj_scan(unsigned int *used, unsigned int *n_used, unsigned int *moved,
-	    unsigned int *n_moved, unsigned int max)
+kg_adj_scan(unsigned int *out, unsigned int *n, unsigned int max)
 {
-	static uint64_t seen_u[KG_ADJ_MAX / 64], seen_m[KG_ADJ_MAX / 64];
+	static uint64_t seen[KG_STAMPS][KG_ADJ_MAX / 64];
 	uint8_t e;
-	unsigned int l, a, nu = 0, nm = 0;
+	unsigned int l, a, k;
 
-	*n_used = *n_moved = 0;
+	for (k = 0; k < KG_STAMPS; k++)
+		n[k] = 0;
 	if (kg_fib.adj == NULL)
 		return -ENODEV;
 	/* a new period starts; what was stamped with the old one is read.
 	 * (An lcore that read the old epoch just before may still stamp it:
-	 * that use shows in the next scan but one, or not at all, which is
-	 * harmless for a once-a-second liveness hint.) */
+	 * that shows in the next scan but one, or not at all, which is
+	 * harmless for a liveness hint.) 0 means never: skipped. */
 	e = __atomic_fetch_add(&kg_fib.epoch, 1, __ATOMIC_ACQ_REL);
-	if (__atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED) == 0)
-		__atomic_store_n(&kg_fib.epoch, 1, __ATOMIC_RELAXED); /* 0 = never */
-	memset(seen_u, 0, sizeof(seen_u));
-	memset(seen_m, 0, sizeof(seen_m));
+	if (e == 255)
+		__atomic_store_n(&kg_fib.epoch, 1, __ATOMIC_RELEASE);
+	memset(seen, 0, sizeof(seen));
 	for (l = 0; l < RTE_MAX_LCORE; l++) {
-		const uint8_t *u = kg_fib.used[l], *m = kg_fib.moved[l];
-
-		if (u == NULL)
+		if (kg_fib.stamp[l][0] == NULL)
 			continue;
-		for (a = KG_NH_FIRST_ADJ; a < KG_ADJ_MAX; a++) {
-			if (__atomic_load_n(&u[a], __ATOMIC_RELAXED) == e &&
-			    !(seen_u[a / 64] & 1ULL << (a % 64)) && nu < max) {
-				seen_u[a / 64] |= 1ULL << (a % 64);
-				used[nu++] = a;
-			}
-			if (__atomic_load_n(&m[a], __ATOMIC_RELAXED) == e &&
-			    !(seen_m[a / 64] & 1ULL << (a % 64)) && nm < max) {
-				seen_m[a / 64] |= 1ULL << (a % 64);
-				moved[nm++] = a;
+		for (k = 0; k < KG_STAMPS; k++) {
+			const uint8_t *s = kg_fib.stamp[l][k];
+
+			for (a = KG_NH_FIRST_ADJ; a < KG_ADJ_MAX; a++) {
+				if (__atomic_load_n(&s[a], __ATOMIC_RELAXED) != e ||
+				    (seen[k][a / 64] & 1ULL << (a % 64)) || n[k] >= max)
+					continue;
+				seen[k][a / 64] |= 1ULL << (a % 64);
+				out[k * max + n[k]++] = a;
 			}
 		}
 	}
-	*n_used = nu;
-	*n_moved = nm;
 	return 0;
 }
 

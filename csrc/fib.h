@@ -21,10 +21,11 @@
  *            nexthop object that changes moves every route through it at
  *            once); a bucket range is rewritten only once no lcore can
  *            still read it (kg_sync).
- *   used/moved  per rx lcore, one byte per adjacency: the period (epoch)
- *            in which the lcore last forwarded to it / last saw a frame
- *            from its address with another source MAC. Single writer
- *            (that lcore); ctl reads them in kg_adj_scan.
+ *   stamp[l][kind]  per rx lcore, one byte per adjacency and kind: the
+ *            period (epoch) in which lcore l last forwarded to it (used),
+ *            forwarded a frame from its address with another source MAC
+ *            (moved) or with its own (heard). Single writer (that lcore);
+ *            ctl reads them in kg_adj_scan.
  *
  * Next-hop values: < KG_NH_FIRST_ADJ a punt reason, KG_NH_GROUP | g a
  * group slot, else an adjacency index.
@@ -60,8 +61,7 @@ struct kg_fib {
 	uint64_t *adj;                  /* [KG_ADJ_MAX] ctl: w (atomic), rx: r (atomic) */
 	uint64_t *group;                /* [KG_GROUP_MAX] ctl: w (release), rx: r (acquire) */
 	uint32_t *bucket;               /* [KG_BUCKET_MAX] ctl: w unused ranges, rx: r */
-	uint8_t *used[RTE_MAX_LCORE];   /* [KG_ADJ_MAX] per rx lcore: that lcore w, ctl r */
-	uint8_t *moved[RTE_MAX_LCORE];  /* [KG_ADJ_MAX] likewise */
+	uint8_t *stamp[RTE_MAX_LCORE][KG_STAMPS]; /* [KG_ADJ_MAX] per rx lcore: that lcore w, ctl r */
 	uint8_t epoch;                  /* ctl: w (atomic), rx: r (atomic) */
 	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; MAC in bytes 0-5 */
 	uint32_t port_mtu[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r */
@@ -232,9 +232,9 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	if (!f->fwd4[in])
 		return kg_punt(v, KG_PUNT_FWD_OFF);
 	/* the source: one of our own addresses is martian; a neighbour's
-	 * address sent from another MAC than its adjacency's says that the
-	 * neighbour may have moved (the control side asks the kernel to
-	 * check it) */
+	 * address says the neighbour is alive (heard) or, sent from another
+	 * MAC than its adjacency's, that it may have moved (the control side
+	 * asks the kernel to check it) */
 	if (rte_lpm_lookup(f->lpm4, src, &i) == 0) {
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);
@@ -242,10 +242,12 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 			uint64_t a = kg_load64(&f->adj[i % KG_ADJ_MAX]), m = 0;
 
 			memcpy(&m, smac, 6);
-			if ((a & KG_ADJ_VALID) &&
-			    ((a >> KG_ADJ_PORT_SHIFT) & 0xff) == in &&
-			    (a & 0xffffffffffffULL) != m)
-				v->moved = i % KG_ADJ_MAX;
+			if ((a & KG_ADJ_VALID) && ((a >> KG_ADJ_PORT_SHIFT) & 0xff) == in) {
+				if ((a & 0xffffffffffffULL) != m)
+					v->moved = i % KG_ADJ_MAX;
+				else
+					v->heard = i % KG_ADJ_MAX;
+			}
 		}
 	}
 	if (ihl != 20)
@@ -327,6 +329,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	uint32_t type;
 
 	v->moved = 0;
+	v->heard = 0;
 	if (unlikely(len < 14))
 		return kg_drop(v, KG_DROP_RUNT);
 	if (frame[0] & 1)

@@ -227,13 +227,16 @@ int kg_fib_port_mtu6(unsigned int port_index, unsigned int mtu);
 void kg_sync(void);
 unsigned long long kg_fib_memory(void);
 /* Neighbour liveness. The rx lcores stamp the adjacencies they forward to
- * ("used") and those whose MAC differs from the source MAC of a frame that
- * comes from that neighbour's address ("moved"). kg_adj_scan() ends the
- * current period: it fills used[] and moved[] with the adjacency indexes
- * stamped during it (at most max each), their counts in *n_used and
- * *n_moved. Returns 0. */
-int kg_adj_scan(unsigned int *used, unsigned int *n_used, unsigned int *moved,
-		unsigned int *n_moved, unsigned int max);
+ * ("used"), and, for frames forwarded from a neighbour's address, its
+ * adjacency as "heard" (same source MAC) or "moved" (another source MAC).
+ * kg_adj_scan() ends the current period: it fills out[kind] (kind 0 used,
+ * 1 moved, 2 heard; out is max entries per kind) with the adjacency
+ * indexes stamped during it, their counts in n[kind]. Returns 0. */
+#define KG_STAMP_USED 0
+#define KG_STAMP_MOVED 1
+#define KG_STAMP_HEARD 2
+#define KG_STAMPS 3
+int kg_adj_scan(unsigned int *out, unsigned int *n, unsigned int max);
 
 /* The classifier and the forwarding rewrite, over frame bytes and the
  * tables above: pure functions, unit-tested and fuzzed without ports. */
@@ -245,6 +248,8 @@ struct kg_verdict {
 	unsigned long long adj; /* adjacency word, FORWARD only */
 	unsigned int moved;     /* adjacency of the frame's source address whose
 				 * MAC is not the frame's source MAC, or 0 */
+	unsigned int heard;     /* adjacency of the frame's source address whose
+				 * MAC is the frame's source MAC, or 0 */
 };
 int kg_classify(unsigned int in_port, const unsigned char *frame,
 		unsigned int len, struct kg_verdict *v);

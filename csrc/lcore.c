@@ -128,7 +128,9 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	unsigned int n_fwd[KG_MAX_PORTS];
 	unsigned int n_punt = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	uint8_t *used = kg_fib.used[lcore], *moved = kg_fib.moved[lcore];
+	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
+	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
+	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
 	uint8_t epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
 	uint64_t bytes = 0, now;
 	uint32_t fwd_mask = 0;
@@ -197,6 +199,8 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		}
 		if (unlikely(v.moved) && moved[v.moved] != epoch)
 			__atomic_store_n(&moved[v.moved], epoch, __ATOMIC_RELAXED);
+		else if (v.heard && heard[v.heard] != epoch)
+			__atomic_store_n(&heard[v.heard], epoch, __ATOMIC_RELAXED);
 	}
 
 	ctr_add(&c->rx_bytes, bytes);

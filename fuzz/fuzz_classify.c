@@ -133,6 +133,8 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	r = kg_classify_frame(&kg_fib, in, f, len, &v);
 	assert(r == v.action);
 	assert(v.moved == 0 || (v.moved >= KG_NH_FIRST_ADJ && v.moved < KG_ADJ_MAX));
+	assert(v.heard == 0 || (v.heard >= KG_NH_FIRST_ADJ && v.heard < KG_ADJ_MAX));
+	assert(!(v.moved && v.heard));
 	switch (r) {
 	case KG_VERDICT_PUNT:
 		assert(v.reason >= 0 && v.reason < KG_PUNT_MAX);

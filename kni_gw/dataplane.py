@@ -159,14 +159,12 @@ def fib_sync() -> None:
 _SCAN_MAX = 4096
 
 
-def adj_scan() -> Tuple[List[int], List[int]]:
-    """(used, moved) adjacency indexes of the period that ends now."""
-    used = ffi.new("unsigned int[]", _SCAN_MAX)
-    moved = ffi.new("unsigned int[]", _SCAN_MAX)
-    nu = ffi.new("unsigned int *")
-    nm = ffi.new("unsigned int *")
-    ensure(lib.kg_adj_scan(used, nu, moved, nm, _SCAN_MAX), "neighbour scan")
-    return list(used[0:nu[0]]), list(moved[0:nm[0]])
+def adj_scan() -> Tuple[List[int], List[int], List[int]]:
+    """(used, moved, heard) adjacency indexes of the period that ends now."""
+    out = ffi.new("unsigned int[]", _SCAN_MAX * lib.KG_STAMPS)
+    n = ffi.new("unsigned int[]", lib.KG_STAMPS)
+    ensure(lib.kg_adj_scan(out, n, _SCAN_MAX), "neighbour scan")
+    return tuple(list(out[k * _SCAN_MAX:k * _SCAN_MAX + n[k]]) for k in range(lib.KG_STAMPS))
 
 
 @dataclasses.dataclass
@@ -175,7 +173,8 @@ class Verdict:
     reason: int
     egress: int
     mac: str
-    moved: int = 0      # adjacency whose MAC differs from the frame's source MAC
+    moved: int = 0      # adjacency of the source whose MAC differs from the frame's
+    heard: int = 0      # adjacency of the source whose MAC is the frame's
 
     @property
     def name(self) -> str:
@@ -194,7 +193,7 @@ def classify(in_port: int, frame: bytes):
     lib.kg_classify(in_port, buf, len(frame), v)
     n = lib.kg_rewrite(buf, len(frame), v)
     mac = ":".join(f"{(v.adj >> (8 * i)) & 0xff:02x}" for i in range(6))
-    return Verdict(v.action, v.reason, v.egress, mac, v.moved), bytes(ffi.buffer(buf, n))
+    return Verdict(v.action, v.reason, v.egress, mac, v.moved, v.heard), bytes(ffi.buffer(buf, n))
 
 
 @dataclasses.dataclass

@@ -16,15 +16,23 @@
 
 Neighbour liveness (Liveness): the kernel never sees forwarded traffic, so
 its neighbour entries would go STALE and never be re-checked. Every
-LIVENESS_S the rx lcores' stamps are read (kg_adj_scan): a neighbour the
-fast path used is reported to the kernel with NTF_USE (as if the kernel had
-sent through it: a STALE entry is then probed, a REACHABLE one re-probed
-when its reachable time ends, exactly as for traffic Linux forwards); a
-neighbour whose address was seen sending from another MAC is put in PROBE
-at once (the kernel unicasts probes to the known MAC; if they fail the
-entry goes FAILED, the fast path punts, and the kernel resolves the new
-MAC). Both at most LIVENESS_MSGS_S messages a second however many
-neighbours there are, and at most one per neighbour every NUDGE_S seconds.
+LIVENESS_S the rx lcores' stamps are read (kg_adj_scan):
+
+* a neighbour the fast path sends to is reported to the kernel with NTF_USE,
+  as if the kernel had sent through it: a STALE entry is then probed, a
+  REACHABLE one re-probed when its reachable time ends, exactly as for
+  traffic Linux forwards;
+* a neighbour whose address sends from another MAC than its entry's
+  ("moved"), or one that was heard from (frames forwarded from its address
+  with its MAC: the fast path's analogue of the kernel's confirmations) and
+  fell silent for SILENCE_S while traffic still goes to it, is put in PROBE
+  at once: the kernel unicasts probes to the known MAC; if they fail the
+  entry goes FAILED, the fast path punts, and the kernel resolves again
+  (a new MAC, or ICMP unreachable for a dead host).
+
+At most LIVENESS_MSGS_S messages a second however many neighbours there
+are, and at most one per neighbour every NUDGE_S seconds; the probes
+themselves are the kernel's (ucast_solicit of them, retrans_time apart).
 """
 from __future__ import annotations
 
@@ -45,6 +53,8 @@ log = logging.getLogger("kni-gw")
 LIVENESS_S = 0.5
 LIVENESS_MSGS_S = 500
 NUDGE_S = 4.0
+SILENCE_S = 1.5        # a neighbour heard from, still sent to, but quiet this long is probed
+HEARD_S = 30.0         # ... if it was heard within this
 RETRY_BUDGET = 256     # failed routes tried again per pass that made room
 
 
@@ -441,40 +451,49 @@ class Liveness:
         self.inst = inst
         self.sender = sender
         self.ifindex_of_port = ifindex_of_port
-        self.last: Dict[AdjKey, float] = {}
-        self.stats = {"neigh_use": 0, "neigh_probe": 0, "neigh_moved": 0}
+        self.nudged: Dict[AdjKey, float] = {}    # last message about it
+        self.heard: Dict[AdjKey, float] = {}     # last frame forwarded from it
+        self.stats = {"neigh_use": 0, "neigh_probe": 0}
+
+    def _probe(self, key: AdjKey, mac: bytes, now: float, why: str) -> None:
+        self.sender.probe(key[1], self.ifindex_of_port[key[0]], key[2], mac)
+        self.stats["neigh_probe"] += 1
+        self.nudged[key] = now
+        log.info("neighbour %s on vEth port %d %s: the kernel probes it", ipaddress.ip_address(key[2]),
+                 key[0], why)
 
     def tick(self, now: Optional[float] = None) -> None:
         now = time.monotonic() if now is None else now
-        used, moved = dp.adj_scan()
-        budget = int(LIVENESS_MSGS_S * LIVENESS_S)
-        sent = 0
+        used, moved, heard = dp.adj_scan()
+        key_of = self.inst.adj_key
+        for idx in heard:
+            k = key_of.get(idx)
+            if k is not None:
+                self.heard[k] = now
+        sent, budget = 0, int(LIVENESS_MSGS_S * LIVENESS_S)
         for idx in moved:
-            key = self.inst.adj_key.get(idx)
-            n = self.m.neigh.get(key) if key else None
-            if n is None or sent >= budget or now - self.last.get(key, -1e9) < NUDGE_S:
+            k = key_of.get(idx)
+            n = self.m.neigh.get(k) if k else None
+            if n is None or sent >= budget or now - self.nudged.get(k, -1e9) < NUDGE_S:
                 continue
-            self.stats["neigh_moved"] += 1
-            self.sender.probe(key[1], self.ifindex_of_port[key[0]], key[2], n[0])
-            self.stats["neigh_probe"] += 1
-            self.last[key] = now
+            self._probe(k, n[0], now, f"sends from another MAC than {n[0].hex(':')}")
             sent += 1
-            log.info("neighbour %s on port %d sends from another MAC than %s: asking the kernel to "
-                     "probe it", ipaddress.ip_address(key[2]), key[0], n[0].hex(":"))
         for idx in used:
-            key = self.inst.adj_key.get(idx)
-            n = self.m.neigh.get(key) if key else None
-            if n is None or sent >= budget:
+            k = key_of.get(idx)
+            n = self.m.neigh.get(k) if k else None
+            if n is None or sent >= budget or now - self.nudged.get(k, -1e9) < NUDGE_S:
                 continue
-            # often enough that the kernel sees it in use (a STALE entry
-            # seen in use for the first time is told at once)
-            if now - self.last.get(key, -1e9) < NUDGE_S:
-                continue
-            self.sender.use(key[1], self.ifindex_of_port[key[0]], key[2])
-            self.stats["neigh_use"] += 1
-            self.last[key] = now
+            h = self.heard.get(k)
+            if h is not None and SILENCE_S < now - h < HEARD_S:
+                # it talked, we still send to it, and it went quiet
+                self._probe(k, n[0], now, f"went silent {now - h:.1f} s ago")
+            else:
+                # in use: as if the kernel had sent through it
+                self.sender.use(k[1], self.ifindex_of_port[k[0]], k[2])
+                self.stats["neigh_use"] += 1
+                self.nudged[k] = now
             sent += 1
-        if len(self.last) > 4 * max(len(self.m.neigh), 256):
-            self.last = {k: t for k, t in self.last.items() if k in self.m.neigh}
+        if len(self.nudged) + len(self.heard) > 8 * max(len(self.m.neigh), 256):
+            self.nudged = {k: t for k, t in self.nudged.items() if k in self.m.neigh}
+            self.heard = {k: t for k, t in self.heard.items() if k in self.m.neigh}
         self.sender.drain()
-

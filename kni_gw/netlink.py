@@ -16,7 +16,7 @@ import errno
 import logging
 import socket
 import time
-from typing import Dict, Set
+from typing import Dict
 
 from . import dataplane as dp
 from .fibinstall import Installer, Liveness
@@ -77,7 +77,10 @@ class FibMirror:
             m.route(msg)
         for msg in neigh:
             m.neighbour(msg)
-        keys = m.prefixes() | set(self.inst.installed) | set(self.inst.failed)
+        keys = dict.fromkeys(m.routes)      # in the dump's order
+        keys.update(dict.fromkeys(m.prefixes()))
+        keys.update(dict.fromkeys(self.inst.installed))
+        keys.update(dict.fromkeys(self.inst.failed))
         self.inst.apply(keys, nh_changed=True, neigh=list(self.inst.adj_of))
         self.stats["resyncs"] += 1
         v = self.inst.view()
@@ -96,7 +99,9 @@ class FibMirror:
             self.resync()
             return
         m = self.mirror
-        touched: Set[Prefix] = set()
+        # in the order the kernel told them: when a table is full, the
+        # routes that came first are the ones installed
+        touched: Dict[Prefix, None] = {}
         neigh = set()
         nh_changed = netconf = False
         for msg in msgs:
@@ -104,15 +109,15 @@ class FibMirror:
             if ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
                 p = m.route(msg)
                 if p is not None:
-                    touched.add(p)
+                    touched[p] = None
             elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
                 k = m.neighbour(msg)
                 if k is not None:
                     neigh.add(k)
-                    touched.add((k[1], k[2], 32 if k[1] == socket.AF_INET else 128))
+                    touched[(k[1], k[2], 32 if k[1] == socket.AF_INET else 128)] = None
             elif ev in ("RTM_NEWNEXTHOP", "RTM_DELNEXTHOP"):
                 _, users = m.nexthop(msg)
-                touched |= users
+                touched.update(dict.fromkeys(users))
                 nh_changed = True
             elif ev == "RTM_NEWNETCONF":
                 netconf = True
@@ -120,7 +125,7 @@ class FibMirror:
         if netconf:
             self.poll_sysctls()
         if touched or neigh or nh_changed:
-            touched |= m.host_keys_under(touched)
+            touched.update(dict.fromkeys(m.host_keys_under(set(touched))))
             self.inst.apply(touched, nh_changed=nh_changed, neigh=neigh)
 
     def tick(self) -> None:

@@ -285,7 +285,7 @@ def test_fragments_of_a_datagram_take_one_path():
         assert a.name == b.name == "forward:1" and a.mac == b.mac
 
 
-def test_moved_neighbour_is_flagged():
+def test_source_neighbour_is_heard_or_flagged_as_moved():
     """A frame from a neighbour's address with another source MAC than its
     adjacency's names that adjacency (the control side then has the kernel
     probe it); the frame itself is forwarded as usual."""
@@ -294,14 +294,14 @@ def test_moved_neighbour_is_flagged():
     lib.kg_route4_add(v4("10.2.9.0"), 24, ADJ_OTHER)     # back to port 0
     try:
         v = classify(1, f)[0]
-        assert v.name == "forward:0" and v.moved == 0
+        assert v.name == "forward:0" and v.moved == 0 and v.heard == ADJ_PEER1
         moved = bytes(Ether(dst=MAC1, src="02:00:00:00:00:77") / IP(src="10.1.0.2", dst="10.2.9.9") / UDP())
         v = classify(1, moved)[0]
-        assert v.name == "forward:0" and v.moved == ADJ_PEER1
+        assert v.name == "forward:0" and v.moved == ADJ_PEER1 and v.heard == 0
         # on another port than the adjacency's, it says nothing
         v = classify(0, bytes(Ether(dst=MAC0, src="02:00:00:00:00:77") / IP(src="10.1.0.2", dst="10.2.9.9")
                               / UDP()))[0]
-        assert v.moved == 0
+        assert v.moved == 0 and v.heard == 0
     finally:
         lib.kg_route4_del(v4("10.2.9.0"), 24)
 
