@@ -66,8 +66,8 @@ def describe(key: Prefix) -> str:
 class RangeAllocator:
     """First-fit ranges of the bucket pool, coalesced on free."""
 
-    def __init__(self, size: int, start: int = 0):
-        self.free: List[Tuple[int, int]] = [(start, size - start)]   # (base, n), sorted
+    def __init__(self, end: int, start: int = 0):
+        self.free: List[Tuple[int, int]] = [(start, end - start)]   # (base, n), sorted
 
     def alloc(self, n: int) -> Optional[int]:
         for i, (b, ln) in enumerate(self.free):
@@ -92,7 +92,10 @@ class RangeAllocator:
 
 
 class Installer:
-    def __init__(self, mirror: Mirror):
+    def __init__(self, mirror: Mirror, adjs: Optional[range] = None, slots: Optional[range] = None,
+                 bucket_range: Optional[Tuple[int, int]] = None):
+        """adjs, slots, bucket_range (start, end): the indexes it may use
+        (all of them by default; tests share the tables with other users)."""
         self.m = mirror
         self.P = mirror.punt
         # installed prefixes: key -> (meaning, the next-hop value it holds a reference on)
@@ -104,14 +107,15 @@ class Installer:
         self.adj_of: Dict[AdjKey, int] = {}
         self.adj_key: Dict[int, AdjKey] = {}
         self.adj_ref: Dict[int, int] = {}
-        self.free_adj: List[int] = list(range(dp.ADJ_MAX - 1, dp.NH_FIRST_ADJ - 1, -1))
+        self.free_adj: List[int] = list(reversed(adjs or range(dp.NH_FIRST_ADJ, dp.ADJ_MAX)))
         # group slots: ("nh", id) or ("group", members) -> slot
         self.slot_of: Dict[tuple, int] = {}
         self.slot_key: Dict[int, tuple] = {}
         self.slot_ref: Dict[int, int] = {}
         self.slot_content: Dict[int, Tuple[Meaning, Optional[Tuple[int, int]], Tuple[int, ...]]] = {}
-        self.free_slot: List[int] = list(range(dp.GROUP_MAX - 1, -1, -1))
-        self.ranges = RangeAllocator(dp.BUCKET_MAX)
+        self.free_slot: List[int] = list(reversed(slots or range(dp.GROUP_MAX)))
+        start, end = bucket_range or (0, dp.BUCKET_MAX)
+        self.ranges = RangeAllocator(end, start)
         # released, reusable after the next kg_sync()
         self.pending_adj: List[int] = []
         self.pending_slot: List[int] = []

@@ -2,7 +2,6 @@
 DPDK LPM tables, without ports: EAL runs in this process with --no-huge
 --no-shconf, on a thread of its own (EAL pins the thread that starts it)."""
 import socket
-import threading
 
 import pytest
 from scapy.all import ARP, Dot1Q, Ether, ICMPv6ND_NS, IP, IPOption_RR, IPv6, IPv6ExtHdrHopByHop, Raw, UDP
@@ -27,19 +26,7 @@ def v6(ip):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tables():
-    rc = []
-    t = threading.Thread(target=lambda: rc.append(lib.kg_eal_init(
-        7, [ffi.new("char[]", a) for a in (b"kni-gw-test", b"--no-huge", b"-m", b"256",
-                                          b"--no-shconf", b"--no-pci", b"--log-level=warning")]
-        + [ffi.NULL])))
-    t.start()
-    t.join()
-    assert rc == [0], "EAL initialisation failed for the classifier tests"
-    conf = ffi.new("struct kg_fib_conf *", {"routes4": 1024, "tbl8s4": 256, "routes6": 1024,
-                                            "tbl8s6": 256})
-    err = ffi.new("char[]", 256)
-    assert lib.kg_fib_create(conf, err, 256) == 0, ffi.string(err)
+def tables(fib_tables):
     lib.kg_fib_port(0, mac(MAC0), 1500)
     lib.kg_fib_port(1, mac(MAC1), 1500)
     lib.kg_fib_forwarding(0, 1, 1)
