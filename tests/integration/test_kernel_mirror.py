@@ -247,3 +247,26 @@ def test_dead_neighbour_goes_to_the_kernel(gateways):
     finally:
         gw.kill()
         topo.close()
+
+
+def test_no_huge_without_m_starts_and_forwards(gateways):
+    """--no-huge with no -m: kni-gw gives EAL the memory its tables need,
+    says so, and forwards."""
+    topo = Topology(2)
+    gw = None
+    try:
+        eal = ["-l", "0-1", "--no-pci", "--file-prefix", topo.tag, "--no-huge"] + topo.vdevs()
+        gw = gateways(topo, TWO, eal=eal).wait_ready()
+        assert any("--no-huge without -m: EAL gets -m" in ln for ln in gw.err), gw.err[-10:]
+        veth_up(topo, 0)
+        veth_up(topo, 1)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=topo.gw)
+        wait_for(lambda: ping(topo.peers[0], "10.1.0.2", count=1, wait=1).returncode == 0, timeout=15,
+                 what="path up")
+        before, _ = totals(gw)
+        assert " 0% packet loss" in ping(topo.peers[0], "10.1.0.2", count=100, interval=0.002).stdout
+        assert fwd_delta(gw, before)[0] == 100
+    finally:
+        if gw is not None:
+            gw.kill()
+        topo.close()
