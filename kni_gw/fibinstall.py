@@ -23,15 +23,16 @@ LIVENESS_S the rx lcores' stamps are read (kg_adj_scan):
   REACHABLE one re-probed when its reachable time ends, exactly as for
   traffic Linux forwards;
 * a neighbour whose address sends from another MAC than its entry's
-  ("moved"), or one that was heard from (frames forwarded from its address
-  with its MAC: the fast path's analogue of the kernel's confirmations) and
-  fell silent for SILENCE_S while traffic still goes to it, is put in PROBE
-  at once: the kernel unicasts probes to the known MAC; if they fail the
+  ("moved"), or one that was heard from steadily (frames forwarded from its
+  address with its MAC: the fast path's analogue of the kernel's
+  confirmations) and fell silent for SILENCE_S while traffic still goes to
+  it, is put in PROBE at once: the kernel unicasts probes to the known MAC; if they fail the
   entry goes FAILED, the fast path punts, and the kernel resolves again
   (a new MAC, or ICMP unreachable for a dead host).
 
 At most LIVENESS_MSGS_S messages a second however many neighbours there
-are, and at most one per neighbour every NUDGE_S seconds; the probes
+are (the longest waiting first), and at most one per neighbour every
+NUDGE_S seconds; the probes
 themselves are the kernel's (ucast_solicit of them, retrans_time apart).
 """
 from __future__ import annotations
@@ -53,8 +54,9 @@ log = logging.getLogger("kni-gw")
 LIVENESS_S = 0.5
 LIVENESS_MSGS_S = 500
 NUDGE_S = 4.0
-SILENCE_S = 1.5        # a neighbour heard from, still sent to, but quiet this long is probed
-HEARD_S = 30.0         # ... if it was heard within this
+SILENCE_S = 1.5        # a neighbour heard from, still sent to, but quiet this long is probed,
+HEARD_S = 30.0         # ... if it was heard within this,
+STEADY_PERIODS = 2     # ... for this many periods in a row (it was talking, not a stray frame)
 RETRY_BUDGET = 256     # failed routes tried again per pass that made room
 
 
@@ -280,9 +282,9 @@ class Installer:
                 self._release(nh)
                 self._fail(key, want, "table full")
 
-    def _cover(self, key: Prefix) -> Optional[Prefix]:
+    def _cover(self, key: Prefix, lens: Dict[int, List[int]]) -> Optional[Prefix]:
         fam, addr, plen = key
-        for ln in sorted(self.inst_lens[fam], reverse=True):
+        for ln in lens[fam]:
             if ln < plen:
                 k = (fam, masked(fam, addr, ln), ln)
                 if k in self.installed:
@@ -293,7 +295,8 @@ class Installer:
         """The installed prefix that covers a missing one punts."""
         if not self.failed and not self.shadowed:
             return
-        want = {c for c in (self._cover(k) for k in self.failed) if c is not None}
+        lens = {f: sorted(c, reverse=True) for f, c in self.inst_lens.items()}
+        want = {c for c in (self._cover(k, lens) for k in self.failed) if c is not None}
         for c in want - self.shadowed:
             self.shadowed.add(c)
             self._write(c, self.installed[c][1])
@@ -456,7 +459,8 @@ class Liveness:
         self.sender = sender
         self.ifindex_of_port = ifindex_of_port
         self.nudged: Dict[AdjKey, float] = {}    # last message about it
-        self.heard: Dict[AdjKey, float] = {}     # last frame forwarded from it
+        self.heard: Dict[AdjKey, float] = {}     # last period a frame was forwarded from it
+        self.streak: Dict[AdjKey, int] = {}      # periods in a row it was heard, until then
         self.stats = {"neigh_use": 0, "neigh_probe": 0}
 
     def _probe(self, key: AdjKey, mac: bytes, now: float, why: str) -> None:
@@ -466,6 +470,12 @@ class Liveness:
         log.info("neighbour %s on vEth port %d %s: the kernel probes it", ipaddress.ip_address(key[2]),
                  key[0], why)
 
+    def _silent(self, key: AdjKey, now: float) -> bool:
+        """It talked steadily, we still send to it, and it went quiet."""
+        h = self.heard.get(key)
+        return (h is not None and self.streak.get(key, 0) >= STEADY_PERIODS
+                and SILENCE_S < now - h < HEARD_S)
+
     def tick(self, now: Optional[float] = None) -> None:
         now = time.monotonic() if now is None else now
         used, moved, heard = dp.adj_scan()
@@ -473,31 +483,35 @@ class Liveness:
         for idx in heard:
             k = key_of.get(idx)
             if k is not None:
+                last = self.heard.get(k)
+                self.streak[k] = self.streak.get(k, 0) + 1 if last is not None and \
+                    now - last < 2.5 * LIVENESS_S else 1
                 self.heard[k] = now
-        sent, budget = 0, int(LIVENESS_MSGS_S * LIVENESS_S)
+        budget = int(LIVENESS_MSGS_S * LIVENESS_S)
         for idx in moved:
             k = key_of.get(idx)
             n = self.m.neigh.get(k) if k else None
-            if n is None or sent >= budget or now - self.nudged.get(k, -1e9) < NUDGE_S:
+            if n is None or budget <= 0 or now - self.nudged.get(k, -1e9) < NUDGE_S:
                 continue
             self._probe(k, n[0], now, f"sends from another MAC than {n[0].hex(':')}")
-            sent += 1
+            budget -= 1
+        due = []
         for idx in used:
             k = key_of.get(idx)
-            n = self.m.neigh.get(k) if k else None
-            if n is None or sent >= budget or now - self.nudged.get(k, -1e9) < NUDGE_S:
-                continue
-            h = self.heard.get(k)
-            if h is not None and SILENCE_S < now - h < HEARD_S:
-                # it talked, we still send to it, and it went quiet
-                self._probe(k, n[0], now, f"went silent {now - h:.1f} s ago")
+            if k in self.m.neigh and now - self.nudged.get(k, -1e9) >= NUDGE_S:
+                due.append(k)
+        # the longest waiting first: under the cap, every neighbour gets its turn
+        due.sort(key=lambda k: self.nudged.get(k, -1e9))
+        for k in due[:max(budget, 0)]:
+            if self._silent(k, now):
+                self._probe(k, self.m.neigh[k][0], now, f"went silent {now - self.heard[k]:.1f} s ago")
             else:
                 # in use: as if the kernel had sent through it
                 self.sender.use(k[1], self.ifindex_of_port[k[0]], k[2])
                 self.stats["neigh_use"] += 1
                 self.nudged[k] = now
-            sent += 1
         if len(self.nudged) + len(self.heard) > 8 * max(len(self.m.neigh), 256):
             self.nudged = {k: t for k, t in self.nudged.items() if k in self.m.neigh}
             self.heard = {k: t for k, t in self.heard.items() if k in self.m.neigh}
+            self.streak = {k: t for k, t in self.streak.items() if k in self.m.neigh}
         self.sender.drain()

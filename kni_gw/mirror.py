@@ -153,6 +153,7 @@ class Mirror:
         self.nhs: Dict[int, NhObj] = {}
         self.nh_users: Dict[int, Set[Prefix]] = collections.defaultdict(set)
         self.neigh: Dict[AdjKey, Tuple[bytes, int]] = {}     # -> (MAC, NUD state)
+        self.neigh_ports: Dict[Tuple[int, bytes], Set[int]] = collections.defaultdict(set)
 
     # ------------------------------------------------------------ routes
     def route(self, m) -> Optional[Prefix]:
@@ -393,8 +394,12 @@ class Mirror:
         lladdr = m.get_attr("NDA_LLADDR")
         if m["event"] == "RTM_NEWNEIGH" and m["state"] & NUD_USABLE and lladdr and len(lladdr) == 6:
             self.neigh[key] = (lladdr, m["state"])
-        else:
-            self.neigh.pop(key, None)
+            self.neigh_ports[(fam, addr)].add(port)
+        elif self.neigh.pop(key, None) is not None:
+            ports = self.neigh_ports[(fam, addr)]
+            ports.discard(port)
+            if not ports:
+                del self.neigh_ports[(fam, addr)]
         return key
 
     def mac(self, key: AdjKey) -> Optional[bytes]:
@@ -472,8 +477,9 @@ class Mirror:
             return r
         fam, addr, plen = key
         if plen == bits(fam):
-            for k in self.neigh:
-                if k[1] == fam and k[2] == addr and self.wants_host(k):
+            for port in sorted(self.neigh_ports.get((fam, addr), ())):
+                k = (port, fam, addr)
+                if self.wants_host(k):
                     return ("adj", k)
         return None
 

@@ -204,7 +204,7 @@ def test_neighbour_that_changes_its_mac_is_followed(gateways):
         wait_for(lambda: ping(topo.peers[0], "10.1.0.2", count=1, wait=1).returncode == 0, timeout=15,
                  what="path up")
         stream = ping_stream(topo.peers[0], "10.1.0.2", 25)
-        wait_for(lambda: totals(gw)[0][0]["forwarded"] >= 10, what="stream forwarded in C")
+        wait_for(lambda: totals(gw)[0][0]["forwarded"] >= 20, what="stream forwarded in C")
         changed = time.time()
         sh("ip", "link", "set", "p1", "address", "02:00:00:00:42:42", ns=topo.peers[1])
         out = stream.communicate(timeout=40)[0]
