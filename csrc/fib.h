@@ -3,9 +3,13 @@
  * fib.h - the fast path's tables, mirrored from the kernel by the control
  * thread (kni_gw/netlink.py through fib.c), read by the rx lcores.
  *
- *   lpm4     rte_lpm: prefix -> next hop. Updated live: rte_lpm writes its
- *            entries atomically and, through its QSBR integration, frees a
- *            tbl8 group only after every lcore has passed a quiescent point.
+ *   fib4     rte_fib (DIR24_8 over an rte_rib tree, O(log n) updates:
+ *            rte_lpm's rule table is scanned linearly per depth, which made
+ *            a 1M-route table quadratic to load). Updated live: entries are
+ *            written atomically; DPDK 22.11's rte_fib has no RCU, so the
+ *            control thread waits for the lcores' quiescence after each
+ *            batch of edits (kg_route4_commit), and no tbl8 group freed in
+ *            one batch is reused before every lookup of that batch is over.
  *   lpm6     rte_lpm6 (no RCU in DPDK 22.11): the control thread raises
  *            v6_writing, waits for the lcores, edits, lowers it. While it is
  *            raised the lcores punt IPv6, so the kernel forwards it.
@@ -39,7 +43,7 @@
 #include <rte_byteorder.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
-#include <rte_lpm.h>
+#include <rte_fib.h>
 #include <rte_lpm6.h>
 
 #include "kni_gw.h"
@@ -53,7 +57,8 @@ _Static_assert((KG_BUCKET_MAX & (KG_BUCKET_MAX - 1)) == 0, "bucket pool size");
 _Static_assert(KG_ADJ_MAX <= KG_NH_GROUP && KG_GROUP_MAX <= KG_NH_GROUP, "next-hop encoding");
 
 struct kg_fib {
-	struct rte_lpm *lpm4;           /* ctl: w (rte_lpm API), rx: r */
+	struct rte_fib *fib4;           /* ctl: w (rte_fib API), rx: r */
+	uint32_t v4_dirty;              /* ctl: w and r; edits since the last quiescence */
 	struct rte_lpm6 *lpm6;          /* ctl: w while v6_writing, rx: r otherwise */
 	uint32_t v6_writing;            /* ctl: w (atomic), rx: r (atomic) */
 	uint32_t default4;              /* ctl: w (atomic), rx: r (atomic) */
@@ -90,6 +95,17 @@ kg_be32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
 	       ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The IPv4 next hop of ip (host order): KG_PUNT_NO_ROUTE when no prefix
+ * holds it (the FIB's default value; the default route is kept beside). */
+static inline uint32_t
+kg_lookup4(const struct kg_fib *f, uint32_t ip)
+{
+	uint64_t nh;
+
+	rte_fib_lookup_bulk(f->fib4, &ip, &nh, 1);
+	return (uint32_t)nh;
 }
 
 static inline int
@@ -222,7 +238,8 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) == 0xe ||
 	    src == 0xffffffffu || (dst >> 24) == 0 || (dst >> 24) == 127)
 		return kg_punt(v, KG_PUNT_SPECIAL);
-	if (rte_lpm_lookup(f->lpm4, dst, &nh) != 0) {
+	nh = kg_lookup4(f, dst);
+	if (nh == KG_PUNT_NO_ROUTE) {
 		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
 		if (nh == KG_NH_NONE)
 			return kg_punt(v, KG_PUNT_NO_ROUTE);
@@ -235,7 +252,8 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	 * address says the neighbour is alive (heard) or, sent from another
 	 * MAC than its adjacency's, that it may have moved (the control side
 	 * asks the kernel to check it) */
-	if (rte_lpm_lookup(f->lpm4, src, &i) == 0) {
+	i = kg_lookup4(f, src);
+	if (i != KG_PUNT_NO_ROUTE) {
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);
 		if (i >= KG_NH_FIRST_ADJ && !(i & KG_NH_GROUP)) {
@@ -415,6 +433,7 @@ kg_police_class(const uint8_t *frame, uint32_t len, int reason)
 	case KG_PUNT_MTU:
 	case KG_PUNT_OPTIONS:
 	case KG_PUNT_FWD_OFF:
+	case KG_PUNT_TABLE_FULL:
 		return KG_POLICE_TRANSIT;
 	case KG_PUNT_LOCAL:
 		break;

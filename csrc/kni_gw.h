@@ -143,7 +143,7 @@ struct kg_port_conf {
 /* The fast path's tables. Sizes; 0 takes the default (Python sizes them
  * from --max-routes, see kni_gw/config.py table_sizes). */
 struct kg_fib_conf {
-	unsigned int routes4;   /* IPv4 rules [65536] */
+	unsigned int routes4;   /* IPv4 routes [65536] */
 	unsigned int tbl8s4;    /* IPv4 groups for prefixes longer than /24 [4096] */
 	unsigned int routes6;   /* IPv6 rules [16384] */
 	unsigned int tbl8s6;    /* IPv6 groups [16384] */
@@ -197,9 +197,12 @@ int kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen
  * EAL's memory), without creating them. */
 unsigned long long kg_fib_size(const struct kg_fib_conf *conf);
 /* Routes: ip in network byte order; depth 0 is the default route. nh as
- * above. 0, or -ENOSPC when the table is full (nothing changed then). */
+ * above (KG_PUNT_NO_ROUTE is not a next hop: it is what a miss returns).
+ * 0, or -ENOSPC when the table is full (nothing changed then). */
 int kg_route4_add(unsigned int ip_be, unsigned char depth, unsigned int nh);
 int kg_route4_del(unsigned int ip_be, unsigned char depth);
+/* Ends a batch of IPv4 edits: waits for the lcores' quiescence if any. */
+void kg_route4_commit(void);
 /* IPv6 changes come in batches: begin() stops IPv6 lookups (the lcores punt
  * IPv6 meanwhile) and waits for the lcores, end() resumes them. */
 int kg_route6_begin(void);

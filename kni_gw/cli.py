@@ -62,9 +62,9 @@ Gateway options:
   --max-routes IPV4[,IPV6]
                           route table sizes, 1024 to 16777216 each (IPV6 =
                           IPV4/4 if not given); default: the largest of
-                          1M+256k, 1M+64k, 256k+16k, 64k+16k that fits in
+                          1M+256k, 1M+64k, 256k+16k, 64k+16k, 16k+4k that fits in
                           EAL's memory (with --no-huge and no -m, kni-gw
-                          sets -m for 1M+64k)
+                          sets -m for 256k+16k)
   --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones

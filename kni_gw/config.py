@@ -87,9 +87,10 @@ MiB = 1 << 20
 # 64 MiB first level, then rules and second-level groups that grow with the
 # routes asked for. Without --max-routes, the largest of these that fits in
 # the memory EAL will have is taken (IPv4 routes, IPv6 routes).
-TABLE_LADDER = ((1 << 20, 1 << 18), (1 << 20, 1 << 16), (1 << 18, 1 << 14), (1 << 16, 1 << 14))
-NO_HUGE_DEFAULT = (1 << 20, 1 << 16)    # --no-huge without -m: EAL is given what this needs
-EAL_MARGIN = 64 * MiB                    # EAL's own, rings, devices, TAP queues
+TABLE_LADDER = ((1 << 20, 1 << 18), (1 << 20, 1 << 16), (1 << 18, 1 << 14), (1 << 16, 1 << 14),
+                (1 << 14, 1 << 12))
+NO_HUGE_DEFAULT = (1 << 18, 1 << 14)    # --no-huge without -m: EAL is given what this needs
+EAL_MARGIN = 48 * MiB                    # EAL's own, rings, devices, TAP queues
 MBUF_BYTES = 2176 + 128 + 64             # data room + struct rte_mbuf + mempool header
 
 

@@ -101,6 +101,11 @@ def route4_del(addr: bytes, plen: int) -> None:
     ensure(lib.kg_route4_del(int.from_bytes(addr, "little"), plen), "IPv4 route delete")
 
 
+def route4_commit() -> None:
+    """End of a batch of IPv4 edits (the lcores' quiescence, if any edit)."""
+    lib.kg_route4_commit()
+
+
 class Route6Batch:
     """IPv6 edits between kg_route6_begin() and kg_route6_end()."""
 

@@ -235,6 +235,7 @@ class Installer:
             self._retry()
             self._shadows()
         self.made_room = False
+        dp.route4_commit()
         if self.pending_adj or self.pending_slot or self.pending_range:
             dp.fib_sync()
             for a in self.pending_adj:

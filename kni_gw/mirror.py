@@ -37,10 +37,9 @@ synthetic messages.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import socket
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from .nldecode import (NLM_F_APPEND, NLM_F_REPLACE, NUD_DELAY, NUD_NOARP, NUD_PERMANENT, NUD_PROBE,
                        NUD_REACHABLE, NUD_STALE)
@@ -70,8 +69,8 @@ def masked(fam: int, addr: bytes, plen: int) -> bytes:
     return (n & mask).to_bytes(b // 8, "big")
 
 
-@dataclasses.dataclass(frozen=True)
-class Hop:
+# (named tuples: a full table makes millions of them, and they are cheap)
+class Hop(NamedTuple):
     oif: int
     gw_fam: int = 0
     gw: Optional[bytes] = None
@@ -83,8 +82,7 @@ class Hop:
         return (self.oif, self.gw_fam, self.gw)
 
 
-@dataclasses.dataclass(frozen=True)
-class KRoute:
+class KRoute(NamedTuple):
     """One kernel route of a (table, prefix, priority, TOS) key."""
     rtype: int
     tos: int = 0
@@ -93,8 +91,7 @@ class KRoute:
     special: bool = False        # route MTU or encapsulation: the kernel's
 
 
-@dataclasses.dataclass(frozen=True)
-class NhObj:
+class NhObj(NamedTuple):
     """A kernel nexthop object (RTM_NEWNEXTHOP)."""
     hop: Optional[Hop] = None                 # a single next hop
     group: Tuple[Tuple[int, int], ...] = ()   # (member id, weight)
@@ -179,7 +176,7 @@ class Mirror:
                 gone = {h.ident for h in r.hops}
                 left = tuple(h for h in aliases[0].hops if h.ident not in gone)
                 if left:
-                    aliases[0] = dataclasses.replace(aliases[0], hops=left)
+                    aliases[0] = aliases[0]._replace(hops=left)
                     return key
                 aliases.pop(0)
             elif r in aliases:
@@ -213,7 +210,7 @@ class Mirror:
                 # a sibling joins (or the whole set is restated)
                 have = {h.ident for h in aliases[0].hops}
                 extra = tuple(h for h in r.hops if h.ident not in have)
-                aliases[0] = dataclasses.replace(aliases[0], hops=aliases[0].hops + extra)
+                aliases[0] = aliases[0]._replace(hops=aliases[0].hops + extra)
             else:
                 old = aliases[0] if aliases else None
                 aliases[:] = [r]
@@ -306,7 +303,7 @@ class Mirror:
             o = self.nhs[g]
             rest = tuple((i, w) for i, w in o.group if i != nid)
             if rest:
-                self.nhs[g] = dataclasses.replace(o, group=rest)
+                self.nhs[g] = o._replace(group=rest)
             else:
                 users |= self._delete_nh(g)
         return set(users)
@@ -419,7 +416,15 @@ class Mirror:
             return ("punt", P["not_fast"])
         if r.nhid:
             return self.nh_route_meaning(r.nhid) or ("punt", P["not_fast"])
-        hops = [h for h in r.hops if not h.dead]
+        hops = r.hops
+        if len(hops) == 1 and not hops[0].dead:      # the common case, quickly
+            port = self.port_of_ifindex.get(hops[0].oif)
+            if port is None:
+                return ("punt", P["not_fast"])
+            if hops[0].gw is None:
+                return ("glean", port)
+            return ("adj", (port, hops[0].gw_fam, hops[0].gw))
+        hops = [h for h in hops if not h.dead]
         if not hops:
             return ("punt", P["not_fast"])
         ports = [self.port_of_ifindex.get(h.oif) for h in hops]

@@ -12,7 +12,9 @@ IPv6 MTU of each vEth are followed too (RTM_NEWNETCONF, and a slow poll).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import logging
 import socket
 import time
@@ -28,6 +30,25 @@ from .nldecode import (RTM_GETNEIGH, RTM_GETNEXTHOP, RTM_GETROUTE, RTMGRP_IPV4_R
 log = logging.getLogger("kni-gw")
 
 DUMP_TRIES = 5
+FREEZE_AFTER = 10000     # messages in a batch after which the mirror's objects are frozen
+
+
+@contextlib.contextmanager
+def no_gc(freeze: bool):
+    """Python's cyclic GC would rescan the whole mirror (millions of objects
+    with a full table) again and again while a batch builds it: more than
+    half the time of a load. The mirror's structures hold no cycles, so the
+    collector is paused for the batch, and after a large one what exists is
+    frozen out of its sight (gc.freeze; freed objects still go by refcount)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        if was:
+            gc.enable()
 
 
 class FibMirror:
@@ -70,18 +91,19 @@ class FibMirror:
         else:
             raise OSError(errno.EBUSY, "the kernel's tables kept changing during the dump")
         m = self.mirror
-        m.clear()
-        for msg in nhs:
-            m.nexthop(msg)
-        for msg in routes:
-            m.route(msg)
-        for msg in neigh:
-            m.neighbour(msg)
-        keys = dict.fromkeys(m.routes)      # in the dump's order
-        keys.update(dict.fromkeys(m.prefixes()))
-        keys.update(dict.fromkeys(self.inst.installed))
-        keys.update(dict.fromkeys(self.inst.failed))
-        self.inst.apply(keys, nh_changed=True, neigh=list(self.inst.adj_of))
+        with no_gc(freeze=True):
+            m.clear()
+            for msg in nhs:
+                m.nexthop(msg)
+            for msg in routes:
+                m.route(msg)
+            for msg in neigh:
+                m.neighbour(msg)
+            keys = dict.fromkeys(m.routes)      # in the dump's order
+            keys.update(dict.fromkeys(m.prefixes()))
+            keys.update(dict.fromkeys(self.inst.installed))
+            keys.update(dict.fromkeys(self.inst.failed))
+            self.inst.apply(keys, nh_changed=True, neigh=list(self.inst.adj_of))
         self.stats["resyncs"] += 1
         v = self.inst.view()
         log.info("fib: mirrored %d IPv4 + %d IPv6 prefixes, %d nexthop objects, %d neighbours in %.2f s",
@@ -90,6 +112,12 @@ class FibMirror:
     # ------------------------------------------------------------ events
     def on_readable(self, budget: int = 20000) -> None:
         """Read what is queued (up to budget messages) and apply it as one batch."""
+        with no_gc(freeze=False):
+            n = self._batch(budget)
+        if n >= FREEZE_AFTER:
+            gc.freeze()
+
+    def _batch(self, budget: int) -> int:
         try:
             msgs = self.events.read(budget)
         except OSError as e:
@@ -97,7 +125,7 @@ class FibMirror:
                 raise
             log.warning("fib: netlink events lost (ENOBUFS); resynchronising from a dump")
             self.resync()
-            return
+            return 0
         m = self.mirror
         # in the order the kernel told them: when a table is full, the
         # routes that came first are the ones installed
@@ -127,6 +155,7 @@ class FibMirror:
         if touched or neigh or nh_changed:
             touched.update(dict.fromkeys(m.host_keys_under(set(touched))))
             self.inst.apply(touched, nh_changed=nh_changed, neigh=neigh)
+        return len(msgs)
 
     def tick(self) -> None:
         """Neighbour liveness (call every fibinstall.LIVENESS_S)."""

@@ -157,8 +157,10 @@ def test_tables_that_overflow_punt_and_recover(gateways):
         sh("ip", "-batch", "-", ns=topo.gw, input=batch)
         wait_for(lambda: gw.stats()["fib"]["not_installed4"] > 0, timeout=20, what="overflow counted")
         fib = gw.stats()["fib"]
-        # 1024 rules in the LPM, and the default route beside it
-        assert fib["routes4"] <= 1025 and fib["install_failures"] >= fib["not_installed4"]
+        # what the table holds (about 1024 routes: its tree's nodes are the
+        # limit) and what it refused add up to what the kernel has
+        assert fib["routes4"] < 1100 and fib["routes4"] + fib["not_installed4"] >= 1100
+        assert fib["install_failures"] >= fib["not_installed4"]
         assert "not installed" in "\n".join(gw.err)
         # 172.20.75.0/24 was added last: not in the table; the default
         # route covers it and punts meanwhile
