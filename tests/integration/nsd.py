@@ -34,7 +34,7 @@ class Nsd:
     paths are relative to their directory, NSD's zonesdir) on addr:port."""
 
     def __init__(self, ns: str, workdir: str, zones: List[str], addr: str = "127.0.0.1",
-                 port: int = 53, extra_conf: str = ""):
+                 port: int = 53, zonesdir: Optional[str] = None, extra_conf: str = ""):
         if not os.path.exists(NSD):
             raise AssertionError("nsd is not installed (apt-get install nsd; scripts/install.sh does it)")
         self.ns, self.addr, self.port = ns, addr, port
@@ -46,7 +46,7 @@ class Nsd:
             name = zone_origin(z)
             self.names[name] = z
             blocks.append(f"zone:\n\tname: \"{name}\"\n\tzonefile: \"{os.path.abspath(z)}\"\n")
-        zonesdir = os.path.dirname(os.path.abspath(zones[0]))
+        zonesdir = zonesdir or os.path.dirname(os.path.abspath(zones[0]))
         self.conf = os.path.join(workdir, "nsd.conf")
         self.pidfile = os.path.join(workdir, "nsd.pid")
         self.logfile = os.path.join(workdir, "nsd.log")
@@ -79,6 +79,10 @@ remote-control:
         self.pid: Optional[int] = None
         wait_for(self._pid, timeout=10, what="nsd's pid file")
         wait_for(self._answers, timeout=10, what="nsd answering")
+        log = self.log()
+        for name in self.names:
+            if f"zone {name} read with success" not in log:
+                raise AssertionError(f"nsd did not load the zone {name}:\n{log}")
 
     def log(self) -> str:
         try:
