@@ -112,8 +112,25 @@ def _read_name(data: bytes, pos: int) -> Tuple[Tuple[bytes, ...], int]:
         pos += 1 + n
 
 
+def _skip_name(data: bytes, pos: int) -> int:
+    """Past a name that may end in a compression pointer (records after the question)."""
+    while True:
+        if pos >= len(data):
+            raise Malformed("name runs past the end")
+        n = data[pos]
+        if n == 0:
+            return pos + 1
+        if n & 0xC0 == 0xC0:
+            if pos + 2 > len(data):
+                raise Malformed("pointer runs past the end")
+            return pos + 2
+        if n & 0xC0:
+            raise Malformed("unknown label type")
+        pos += 1 + n
+
+
 def _skip_rr(data: bytes, pos: int) -> int:
-    _, pos = _read_name(data, pos)
+    pos = _skip_name(data, pos)
     if pos + 10 > len(data):
         raise Malformed("record runs past the end")
     rdlen = struct.unpack_from("!H", data, pos + 8)[0]
@@ -754,7 +771,7 @@ class DnsServer:
                     pos, left = end, left - 1
             if left == 1 and q.edns != "badvers":
                 _skip_rr(data, pos)
-                if struct.unpack_from("!H", data, _read_name(data, pos)[1])[0] == TSIG:
+                if struct.unpack_from("!H", data, _skip_name(data, pos))[0] == TSIG:
                     # a TSIG we have no key for (RFC 8945 §5.2: BADKEY, NOTAUTH)
                     return (_header_reply(qid, flags & ~(AD | 0xF), RCODE_NOTAUTH), RCODE_NOTAUTH,
                             False, True)

@@ -34,7 +34,8 @@ class Nsd:
     paths are relative to their directory, NSD's zonesdir) on addr:port."""
 
     def __init__(self, ns: str, workdir: str, zones: List[str], addr: str = "127.0.0.1",
-                 port: int = 53, zonesdir: Optional[str] = None, extra_conf: str = ""):
+                 port: int = 53, zonesdir: Optional[str] = None, extra_conf: str = "",
+                 more_addrs: List[str] = ()):
         if not os.path.exists(NSD):
             raise AssertionError("nsd is not installed (apt-get install nsd; scripts/install.sh does it)")
         self.ns, self.addr, self.port = ns, addr, port
@@ -50,6 +51,8 @@ class Nsd:
         self.conf = os.path.join(workdir, "nsd.conf")
         self.pidfile = os.path.join(workdir, "nsd.pid")
         self.logfile = os.path.join(workdir, "nsd.log")
+        listen = "".join(f"\tip-address: {a}@{port}\n" for a in [addr, *more_addrs])
+        v6 = any(":" in a for a in [addr, *more_addrs])
         with open(self.conf, "w") as f:
             f.write(f"""server:
 \tusername: ""
@@ -61,8 +64,7 @@ class Nsd:
 \txfrdir: "{workdir}"
 \tpidfile: "{self.pidfile}"
 \tlogfile: "{self.logfile}"
-\tip-address: {addr}@{port}
-\tdo-ip6: no
+{listen}\tdo-ip6: {"yes" if v6 else "no"}
 \tserver-count: 1
 \tminimal-responses: yes
 \thide-version: yes
