@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
 from typing import Dict, List, Optional
 
 from .harness import sh, wait_for
@@ -126,9 +124,3 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
