@@ -1,5 +1,7 @@
 """NSD, the reference authoritative server, in a network namespace of its own
-(TESTING.md): `minimal-responses: yes`, nothing but the zones it is given.
+(TESTING.md): `minimal-responses: yes`, nothing but the zones it is given,
+response rate limiting off (Debian's NSD limits a source to 200 answers/s by
+default: the tests and the benchmark send more, from one address).
 
 The differential DNS test serves the same zone files from NSD and from
 kni-gw's responder and compares the answers. NSD missing is a failure of the
@@ -68,6 +70,8 @@ class Nsd:
 \thide-version: yes
 \thide-identity: yes
 \tverbosity: 1
+\trrl-ratelimit: 0
+\trrl-whitelist-ratelimit: 0
 {extra_conf}
 remote-control:
 \tcontrol-enable: no
