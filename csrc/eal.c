@@ -49,21 +49,9 @@ kg_eal_init(int argc, char **argv)
 }
 
 int
-kg_eal_port_count(void)
-{
-	return rte_eth_dev_count_avail();
-}
-
-int
 kg_lcore_enabled(unsigned int lcore_id)
 {
 	return lcore_id < RTE_MAX_LCORE && rte_lcore_is_enabled(lcore_id);
-}
-
-unsigned int
-kg_main_lcore(void)
-{
-	return rte_get_main_lcore();
 }
 
 static void

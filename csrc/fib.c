@@ -30,12 +30,43 @@ qsbr_ensure(void)
 	return 0;
 }
 
+static void
+fib_conf_defaults(const struct kg_fib_conf *conf, struct rte_lpm_config *c4,
+		  struct rte_lpm6_config *c6)
+{
+	c4->max_rules = conf->routes4 ? conf->routes4 : 1 << 16;
+	c4->number_tbl8s = conf->tbl8s4 ? conf->tbl8s4 : 1 << 12;
+	c6->max_rules = conf->routes6 ? conf->routes6 : 1 << 14;
+	c6->number_tbl8s = conf->tbl8s6 ? conf->tbl8s6 : 1 << 14;
+}
+
+unsigned long long
+kg_fib_size(const struct kg_fib_conf *conf)
+{
+	struct rte_lpm_config c4 = { 0 };
+	struct rte_lpm6_config c6 = { 0 };
+
+	fib_conf_defaults(conf, &c4, &c6);
+	/* rte_lpm: tbl24 (2^24 entries) + tbl8 groups of 256 + rules;
+	 * rte_lpm6: tbl24 + tbl8 groups of 256 + rules in a hash (~48 B);
+	 * then the next-hop tables and the per-lcore stamps (3 x 64 KiB) */
+	return sizeof(struct rte_lpm_tbl_entry) *
+		       ((uint64_t)RTE_LPM_TBL24_NUM_ENTRIES + 256ULL * c4.number_tbl8s)
+	       + 8ULL * c4.max_rules
+	       + 4ULL * ((1ULL << 24) + 256ULL * c6.number_tbl8s)
+	       + 48ULL * c6.max_rules + 4ULL * c6.number_tbl8s
+	       + sizeof(uint64_t) * (KG_ADJ_MAX + KG_GROUP_MAX)
+	       + sizeof(uint32_t) * KG_BUCKET_MAX
+	       + (uint64_t)KG_STAMPS * KG_ADJ_MAX * KG_MAX_PORTS;
+}
+
 int
 kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 {
 	struct rte_lpm_config c4 = { 0 };
 	struct rte_lpm6_config c6 = { 0 };
 	struct rte_lpm_rcu_config rcu = { 0 };
+	unsigned int l;
 	int ret;
 
 	if (kg_fib.lpm4)
@@ -44,17 +75,14 @@ kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 		kg_err(err, errlen, "cannot allocate the lcore QSBR state");
 		return -ENOMEM;
 	}
-	c4.max_rules = conf->routes4 ? conf->routes4 : 1 << 20;
-	c4.number_tbl8s = conf->tbl8s4 ? conf->tbl8s4 : 8192;
-	c6.max_rules = conf->routes6 ? conf->routes6 : 1 << 16;
-	c6.number_tbl8s = conf->tbl8s6 ? conf->tbl8s6 : 1 << 14;
+	fib_conf_defaults(conf, &c4, &c6);
 
 	kg_fib.lpm4 = rte_lpm_create("kg_lpm4", rte_socket_id(), &c4);
 	if (kg_fib.lpm4 == NULL) {
 		kg_err(err, errlen,
 		       "cannot create the IPv4 route table (%u routes): %s; give "
-		       "EAL more memory (-m / --socket-mem / hugepages)",
-		       c4.max_rules, rte_strerror(rte_errno));
+		       "EAL more memory (-m / --socket-mem / hugepages) or lower "
+		       "--max-routes", c4.max_rules, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
 	rcu.v = kg.qsbr;
@@ -68,35 +96,59 @@ kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 	if (kg_fib.lpm6 == NULL) {
 		kg_err(err, errlen,
 		       "cannot create the IPv6 route table (%u routes): %s; give "
-		       "EAL more memory (-m / --socket-mem / hugepages)",
-		       c6.max_rules, rte_strerror(rte_errno));
+		       "EAL more memory (-m / --socket-mem / hugepages) or lower "
+		       "--max-routes", c6.max_rules, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
 	kg_fib.adj = rte_zmalloc("kg_adj", sizeof(uint64_t) * KG_ADJ_MAX,
 				 RTE_CACHE_LINE_SIZE);
-	kg_fib.group = rte_zmalloc("kg_group", sizeof(struct kg_group) * KG_GROUP_MAX,
+	kg_fib.group = rte_zmalloc("kg_group", sizeof(uint64_t) * KG_GROUP_MAX,
 				   RTE_CACHE_LINE_SIZE);
-	if (kg_fib.adj == NULL || kg_fib.group == NULL) {
+	kg_fib.bucket = rte_zmalloc("kg_bucket", sizeof(uint32_t) * KG_BUCKET_MAX,
+				    RTE_CACHE_LINE_SIZE);
+	if (kg_fib.adj == NULL || kg_fib.group == NULL || kg_fib.bucket == NULL) {
 		kg_err(err, errlen, "cannot allocate the next-hop tables");
 		return -ENOMEM;
 	}
-	kg_fib.memory = sizeof(struct rte_lpm_tbl_entry) *
-			((uint64_t)RTE_LPM_TBL24_NUM_ENTRIES + 256ULL * c4.number_tbl8s)
-		      + 8ULL * c4.max_rules
-		      + 4ULL * ((1ULL << 24) + 256ULL * c6.number_tbl8s)
-		      + 24ULL * c6.max_rules
-		      + sizeof(uint64_t) * KG_ADJ_MAX
-		      + sizeof(struct kg_group) * KG_GROUP_MAX;
+	/* an unset slot punts */
+	for (l = 0; l < KG_GROUP_MAX; l++)
+		kg_fib.group[l] = KG_PUNT_UNRESOLVED;
+	for (l = 0; l < RTE_MAX_LCORE; l++) {
+		unsigned int k;
+
+		if (kg.lcore[l].n_rx == 0)
+			continue;
+		for (k = 0; k < KG_STAMPS; k++) {
+			kg_fib.stamp[l][k] = rte_zmalloc("kg_stamp", KG_ADJ_MAX, RTE_CACHE_LINE_SIZE);
+			if (kg_fib.stamp[l][k] == NULL) {
+				kg_err(err, errlen, "cannot allocate the neighbour stamps");
+				return -ENOMEM;
+			}
+		}
+	}
+	kg_fib.epoch = 1;
+	kg_fib.default4 = KG_NH_NONE;
+	kg_fib.default6 = KG_NH_NONE;
+	kg_fib.memory = kg_fib_size(conf);
 	return 0;
 }
 
 void
 kg_fib_free(void)
 {
+	unsigned int l;
+
 	rte_lpm_free(kg_fib.lpm4);
 	rte_lpm6_free(kg_fib.lpm6);
 	rte_free(kg_fib.adj);
 	rte_free(kg_fib.group);
+	rte_free(kg_fib.bucket);
+	for (l = 0; l < RTE_MAX_LCORE; l++) {
+		unsigned int k;
+
+		for (k = 0; k < KG_STAMPS; k++)
+			rte_free(kg_fib.stamp[l][k]);
+	}
 	memset(&kg_fib, 0, sizeof(kg_fib));
 }
 
@@ -123,6 +175,10 @@ kg_route4_add(unsigned int ip_be, unsigned char depth, unsigned int nh)
 		return -ENODEV;
 	if (depth > 32 || !nh_ok(nh))
 		return -EINVAL;
+	if (depth == 0) {
+		__atomic_store_n(&kg_fib.default4, nh, __ATOMIC_RELEASE);
+		return 0;
+	}
 	return rte_lpm_add(kg_fib.lpm4, rte_be_to_cpu_32(ip_be), depth, nh);
 }
 
@@ -133,6 +189,12 @@ kg_route4_del(unsigned int ip_be, unsigned char depth)
 		return -ENODEV;
 	if (depth > 32)
 		return -EINVAL;
+	if (depth == 0) {
+		if (__atomic_load_n(&kg_fib.default4, __ATOMIC_RELAXED) == KG_NH_NONE)
+			return -ENOENT;
+		__atomic_store_n(&kg_fib.default4, KG_NH_NONE, __ATOMIC_RELEASE);
+		return 0;
+	}
 	return rte_lpm_delete(kg_fib.lpm4, rte_be_to_cpu_32(ip_be), depth);
 }
 
@@ -161,6 +223,10 @@ kg_route6_add(const unsigned char *ip, unsigned char depth, unsigned int nh)
 		return -EPERM;  /* outside kg_route6_begin/end */
 	if (depth > 128 || !nh_ok(nh))
 		return -EINVAL;
+	if (depth == 0) {
+		kg_fib.default6 = nh;
+		return 0;
+	}
 	return rte_lpm6_add(kg_fib.lpm6, ip, depth, nh);
 }
 
@@ -173,6 +239,12 @@ kg_route6_del(const unsigned char *ip, unsigned char depth)
 		return -EPERM;
 	if (depth > 128)
 		return -EINVAL;
+	if (depth == 0) {
+		if (kg_fib.default6 == KG_NH_NONE)
+			return -ENOENT;
+		kg_fib.default6 = KG_NH_NONE;
+		return 0;
+	}
 	return rte_lpm6_delete(kg_fib.lpm6, ip, depth);
 }
 
@@ -203,24 +275,33 @@ kg_adj_clear(unsigned int idx)
 }
 
 int
-kg_group_set(unsigned int idx, const unsigned int *adj, unsigned int n)
+kg_group_set(unsigned int slot, unsigned int base, const unsigned int *adj, unsigned int n)
 {
-	struct kg_group g = { 0 };
 	unsigned int i;
 
 	if (kg_fib.group == NULL)
 		return -ENODEV;
-	if (idx >= KG_GROUP_MAX || n == 0 || n > KG_ECMP_MAX)
+	if (slot >= KG_GROUP_MAX || n == 0 || base >= KG_BUCKET_MAX ||
+	    n > KG_BUCKET_MAX - base)
 		return -EINVAL;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		if (adj[i] < KG_NH_FIRST_ADJ || adj[i] >= KG_ADJ_MAX)
 			return -EINVAL;
-		g.adj[i] = adj[i];
-	}
-	g.n = n;
-	kg_fib.group[idx] = g;
-	/* published by the route that will point to it (rte_lpm_add) */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (i = 0; i < n; i++)
+		kg_fib.bucket[base + i] = adj[i];
+	/* the buckets are visible before the slot points at them */
+	__atomic_store_n(&kg_fib.group[slot], (uint64_t)n << 32 | base, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+kg_group_punt(unsigned int slot, unsigned int reason)
+{
+	if (kg_fib.group == NULL)
+		return -ENODEV;
+	if (slot >= KG_GROUP_MAX || reason >= KG_PUNT_MAX)
+		return -EINVAL;
+	__atomic_store_n(&kg_fib.group[slot], (uint64_t)reason, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -244,6 +325,52 @@ kg_fib_port(unsigned int port_index, const unsigned char *mac, unsigned int mtu)
 	memcpy(&w, mac, 6);
 	__atomic_store_n(&kg_fib.port_mac[port_index], w, __ATOMIC_RELAXED);
 	__atomic_store_n(&kg_fib.port_mtu[port_index], mtu, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int
+kg_fib_port_mtu6(unsigned int port_index, unsigned int mtu)
+{
+	if (port_index >= KG_MAX_PORTS)
+		return -EINVAL;
+	__atomic_store_n(&kg_fib.port_mtu6[port_index], mtu, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int
+kg_adj_scan(unsigned int *out, unsigned int *n, unsigned int max)
+{
+	static uint64_t seen[KG_STAMPS][KG_ADJ_MAX / 64];
+	uint8_t e;
+	unsigned int l, a, k;
+
+	for (k = 0; k < KG_STAMPS; k++)
+		n[k] = 0;
+	if (kg_fib.adj == NULL)
+		return -ENODEV;
+	/* a new period starts; what was stamped with the old one is read.
+	 * (An lcore that read the old epoch just before may still stamp it:
+	 * that shows in the next scan but one, or not at all, which is
+	 * harmless for a liveness hint.) 0 means never: skipped. */
+	e = __atomic_fetch_add(&kg_fib.epoch, 1, __ATOMIC_ACQ_REL);
+	if (e == 255)
+		__atomic_store_n(&kg_fib.epoch, 1, __ATOMIC_RELEASE);
+	memset(seen, 0, sizeof(seen));
+	for (l = 0; l < RTE_MAX_LCORE; l++) {
+		if (kg_fib.stamp[l][0] == NULL)
+			continue;
+		for (k = 0; k < KG_STAMPS; k++) {
+			const uint8_t *s = kg_fib.stamp[l][k];
+
+			for (a = KG_NH_FIRST_ADJ; a < KG_ADJ_MAX; a++) {
+				if (__atomic_load_n(&s[a], __ATOMIC_RELAXED) != e ||
+				    (seen[k][a / 64] & 1ULL << (a % 64)) || n[k] >= max)
+					continue;
+				seen[k][a / 64] |= 1ULL << (a % 64);
+				out[k * max + n[k]++] = a;
+			}
+		}
+	}
 	return 0;
 }
 

@@ -9,13 +9,26 @@
  *   lpm6     rte_lpm6 (no RCU in DPDK 22.11): the control thread raises
  *            v6_writing, waits for the lcores, edits, lowers it. While it is
  *            raised the lcores punt IPv6, so the kernel forwards it.
+ *   default4/default6  the next hop of the default route (0/0, ::/0),
+ *            which the LPMs do not take (depth 0); KG_NH_NONE when absent.
  *   adj[]    one 64-bit word per next hop: MAC (bytes 0-5, wire order),
  *            egress port index (byte 6), valid flag (byte 7). Written and
  *            read whole, atomically: a lookup never sees a torn next hop.
- *   group[]  ECMP groups of adjacencies; immutable while a route uses them.
+ *   group[]  one 64-bit word per group slot: n << 32 | base, the slot's
+ *            buckets being bucket[base .. base + n) (adjacency indexes,
+ *            each repeated as its weight asks); n == 0: punt for reason
+ *            `base`. A slot is re-pointed whole, atomically (a kernel
+ *            nexthop object that changes moves every route through it at
+ *            once); a bucket range is rewritten only once no lcore can
+ *            still read it (kg_sync).
+ *   stamp[l][kind]  per rx lcore, one byte per adjacency and kind: the
+ *            period (epoch) in which lcore l last forwarded to it (used),
+ *            forwarded a frame from its address with another source MAC
+ *            (moved) or with its own (heard). Single writer (that lcore);
+ *            ctl reads them in kg_adj_scan.
  *
- * Next-hop values: < KG_NH_FIRST_ADJ a punt reason, KG_NH_GROUP | g an ECMP
- * group, else an adjacency index.
+ * Next-hop values: < KG_NH_FIRST_ADJ a punt reason, KG_NH_GROUP | g a
+ * group slot, else an adjacency index.
  */
 #ifndef KG_FIB_H
 #define KG_FIB_H
@@ -24,6 +37,8 @@
 #include <string.h>
 
 #include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
 #include <rte_lpm.h>
 #include <rte_lpm6.h>
 
@@ -31,20 +46,26 @@
 
 #define KG_ADJ_VALID (1ULL << 63)
 #define KG_ADJ_PORT_SHIFT 48
+#define KG_FRAG_MASK 0x3fff   /* MF flag and fragment offset */
 
-struct kg_group {
-	uint32_t n;
-	uint32_t adj[KG_ECMP_MAX];
-};
+_Static_assert(KG_PUNT_MAX <= KG_NH_FIRST_ADJ, "punt reasons below adjacencies");
+_Static_assert((KG_BUCKET_MAX & (KG_BUCKET_MAX - 1)) == 0, "bucket pool size");
+_Static_assert(KG_ADJ_MAX <= KG_NH_GROUP && KG_GROUP_MAX <= KG_NH_GROUP, "next-hop encoding");
 
 struct kg_fib {
 	struct rte_lpm *lpm4;           /* ctl: w (rte_lpm API), rx: r */
 	struct rte_lpm6 *lpm6;          /* ctl: w while v6_writing, rx: r otherwise */
 	uint32_t v6_writing;            /* ctl: w (atomic), rx: r (atomic) */
+	uint32_t default4;              /* ctl: w (atomic), rx: r (atomic) */
+	uint32_t default6;              /* ctl: w while v6_writing, rx: r otherwise */
 	uint64_t *adj;                  /* [KG_ADJ_MAX] ctl: w (atomic), rx: r (atomic) */
-	struct kg_group *group;         /* [KG_GROUP_MAX] ctl: w unused slots, rx: r */
+	uint64_t *group;                /* [KG_GROUP_MAX] ctl: w (release), rx: r (acquire) */
+	uint32_t *bucket;               /* [KG_BUCKET_MAX] ctl: w unused ranges, rx: r */
+	uint8_t *stamp[RTE_MAX_LCORE][KG_STAMPS]; /* [KG_ADJ_MAX] per rx lcore: that lcore w, ctl r */
+	uint8_t epoch;                  /* ctl: w (atomic), rx: r (atomic) */
 	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; MAC in bytes 0-5 */
 	uint32_t port_mtu[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r */
+	uint32_t port_mtu6[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; 0 = port_mtu */
 	uint8_t fwd4[KG_MAX_PORTS];     /* ctl: w, rx: r; kernel forwarding sysctl */
 	uint8_t fwd6[KG_MAX_PORTS];
 	uint64_t memory;                /* ctl: w; bytes the tables take */
@@ -88,23 +109,25 @@ kg_drop(struct kg_verdict *v, int reason)
 }
 
 /* A next hop from the LPM: a punt reason, or an adjacency (picked from a
- * group by the flow hash). Fills v for FORWARD. */
+ * group slot's buckets by the flow hash). Fills v for FORWARD. */
 static inline int
 kg_nexthop(const struct kg_fib *f, uint32_t nh, uint32_t hash, uint32_t ip_len,
-	   struct kg_verdict *v)
+	   uint32_t mtu6, struct kg_verdict *v)
 {
 	uint64_t a;
-	uint32_t egress;
+	uint32_t egress, mtu;
 
 	if (nh < KG_NH_FIRST_ADJ)
 		return kg_punt(v, (int)nh);
 	if (nh & KG_NH_GROUP) {
-		const struct kg_group *g = &f->group[(nh & ~KG_NH_GROUP) % KG_GROUP_MAX];
-		uint32_t n = g->n;
+		uint64_t g = __atomic_load_n(&f->group[(nh & ~KG_NH_GROUP) % KG_GROUP_MAX],
+					     __ATOMIC_ACQUIRE);
+		uint32_t n = (uint32_t)(g >> 32), base = (uint32_t)g;
 
-		if (unlikely(n == 0 || n > KG_ECMP_MAX))
-			return kg_punt(v, KG_PUNT_UNRESOLVED);
-		nh = g->adj[hash % n];
+		if (n == 0)
+			return kg_punt(v, base < KG_PUNT_MAX ? (int)base : KG_PUNT_NOT_FAST);
+		nh = f->bucket[(base + (uint32_t)(((uint64_t)hash * n) >> 32)) &
+			       (KG_BUCKET_MAX - 1)];
 	}
 	a = kg_load64(&f->adj[nh % KG_ADJ_MAX]);
 	if (!(a & KG_ADJ_VALID))
@@ -112,11 +135,19 @@ kg_nexthop(const struct kg_fib *f, uint32_t nh, uint32_t hash, uint32_t ip_len,
 	egress = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
 	if (egress >= KG_MAX_PORTS)
 		return kg_punt(v, KG_PUNT_UNRESOLVED);
-	if (ip_len > __atomic_load_n(&f->port_mtu[egress], __ATOMIC_RELAXED))
+	mtu = __atomic_load_n(&f->port_mtu[egress], __ATOMIC_RELAXED);
+	if (mtu6) {
+		uint32_t m6 = __atomic_load_n(&f->port_mtu6[egress], __ATOMIC_RELAXED);
+
+		if (m6 && m6 < mtu)
+			mtu = m6;
+	}
+	if (ip_len > mtu)
 		return kg_punt(v, KG_PUNT_MTU);
 	v->action = KG_VERDICT_FORWARD;
 	v->reason = 0;
 	v->egress = egress;
+	v->adj_idx = nh % KG_ADJ_MAX;
 	v->adj = a;
 	return KG_VERDICT_FORWARD;
 }
@@ -146,8 +177,8 @@ kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
 }
 
 static inline int
-kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
-		 uint32_t avail, struct kg_verdict *v)
+kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
+		 const uint8_t *ip, uint32_t avail, struct kg_verdict *v)
 {
 	uint32_t ihl, tot, sum, i, src, dst, nh, frag;
 
@@ -191,24 +222,45 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) == 0xe ||
 	    src == 0xffffffffu || (dst >> 24) == 0 || (dst >> 24) == 127)
 		return kg_punt(v, KG_PUNT_SPECIAL);
-	if (rte_lpm_lookup(f->lpm4, dst, &nh) != 0)
-		return kg_punt(v, KG_PUNT_NO_ROUTE);
+	if (rte_lpm_lookup(f->lpm4, dst, &nh) != 0) {
+		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
+		if (nh == KG_NH_NONE)
+			return kg_punt(v, KG_PUNT_NO_ROUTE);
+	}
 	if (nh < KG_NH_FIRST_ADJ)
 		return kg_punt(v, (int)nh);
 	if (!f->fwd4[in])
 		return kg_punt(v, KG_PUNT_FWD_OFF);
-	/* a source that is one of our own addresses is martian too */
-	if (rte_lpm_lookup(f->lpm4, src, &i) == 0 && i == KG_PUNT_LOCAL)
-		return kg_punt(v, KG_PUNT_SPECIAL);
+	/* the source: one of our own addresses is martian; a neighbour's
+	 * address says the neighbour is alive (heard) or, sent from another
+	 * MAC than its adjacency's, that it may have moved (the control side
+	 * asks the kernel to check it) */
+	if (rte_lpm_lookup(f->lpm4, src, &i) == 0) {
+		if (i == KG_PUNT_LOCAL)
+			return kg_punt(v, KG_PUNT_SPECIAL);
+		if (i >= KG_NH_FIRST_ADJ && !(i & KG_NH_GROUP)) {
+			uint64_t a = kg_load64(&f->adj[i % KG_ADJ_MAX]), m = 0;
+
+			memcpy(&m, smac, 6);
+			if ((a & KG_ADJ_VALID) && ((a >> KG_ADJ_PORT_SHIFT) & 0xff) == in) {
+				if ((a & 0xffffffffffffULL) != m)
+					v->moved = i % KG_ADJ_MAX;
+				else
+					v->heard = i % KG_ADJ_MAX;
+			}
+		}
+	}
 	if (ihl != 20)
 		return kg_punt(v, KG_PUNT_OPTIONS);
 	if (ip[8] <= 1)
 		return kg_punt(v, KG_PUNT_TTL);
-	frag = kg_be16(ip + 6) & 0x1fff;
+	/* any fragment (MF set or an offset) hashes without ports, so that
+	 * all the fragments of a datagram take one path, as in Linux */
+	frag = kg_be16(ip + 6) & KG_FRAG_MASK;
 	return kg_nexthop(f, nh,
 			  kg_flow_hash(src, dst, ((uint32_t)ip[9] << 24) ^
 				       kg_l4_ports(ip + 20, ip + tot, ip[9], frag != 0)),
-			  tot, v);
+			  tot, 0, v);
 }
 
 static inline int
@@ -252,8 +304,11 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 		return kg_punt(v, KG_PUNT_ICMPV6);     /* MLD, ND, RS/RA, redirect */
 	if (__atomic_load_n(&f->v6_writing, __ATOMIC_ACQUIRE))
 		return kg_punt(v, KG_PUNT_NOT_FAST);
-	if (rte_lpm6_lookup(f->lpm6, ip + 24, &nh) != 0)
-		return kg_punt(v, KG_PUNT_NO_ROUTE);
+	if (rte_lpm6_lookup(f->lpm6, ip + 24, &nh) != 0) {
+		nh = f->default6;
+		if (nh == KG_NH_NONE)
+			return kg_punt(v, KG_PUNT_NO_ROUTE);
+	}
 	if (nh < KG_NH_FIRST_ADJ)
 		return kg_punt(v, (int)nh);
 	if (!f->fwd6[in])
@@ -262,7 +317,7 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 		return kg_punt(v, KG_PUNT_TTL);
 	hash = kg_flow_hash(kg_be32(ip + 20) ^ kg_be32(ip + 16), kg_be32(ip + 36) ^ kg_be32(ip + 32),
 			    ((uint32_t)next << 24) ^ kg_l4_ports(ip + 40, ip + 40 + plen, next, 0));
-	return kg_nexthop(f, nh, hash, plen + 40, v);
+	return kg_nexthop(f, nh, hash, plen + 40, 1, v);
 }
 
 /* The verdict for one frame received on port index `in`. */
@@ -273,6 +328,8 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	uint64_t mac;
 	uint32_t type;
 
+	v->moved = 0;
+	v->heard = 0;
 	if (unlikely(len < 14))
 		return kg_drop(v, KG_DROP_RUNT);
 	if (frame[0] & 1)
@@ -282,7 +339,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 		return kg_punt(v, KG_PUNT_NOT_OURS);
 	type = kg_be16(frame + 12);
 	if (likely(type == 0x0800))
-		return kg_classify_ipv4(f, in, frame + 14, len - 14, v);
+		return kg_classify_ipv4(f, in, frame + 6, frame + 14, len - 14, v);
 	if (type == 0x86dd)
 		return kg_classify_ipv6(f, in, frame + 14, len - 14, v);
 	if (type == 0x8100 || type == 0x88a8)

@@ -39,7 +39,7 @@ struct kg_bucket {
 	uint64_t cost;   /* 0: unlimited */
 	uint64_t depth;
 };
-_Static_assert(KG_PUNT_MAX == 16, "kg_port_counters.punts[] size");
+_Static_assert(KG_PUNT_MAX == 17, "kg_port_counters.punts[] size");
 
 struct kg_port {
 	uint16_t port_id;     /* setup: w */

@@ -72,14 +72,29 @@
 #define KG_PUNT_VLAN 13         /* 802.1Q / 802.1ad tagged */
 #define KG_PUNT_ICMPV6 14       /* ND, RS/RA, MLD, redirects */
 #define KG_PUNT_FWD_OFF 15      /* forwarding disabled on the ingress vEth */
-#define KG_PUNT_MAX 16
+#define KG_PUNT_TABLE_FULL 16   /* a more specific route did not fit in the table */
+#define KG_PUNT_MAX 17
 
-/* LPM next-hop encoding shared with Python. */
-#define KG_NH_FIRST_ADJ 16      /* adjacency indexes start here */
-#define KG_NH_GROUP 0x80000     /* flag: an ECMP group index */
+/* Names of the reasons and classes above, for Python and people: defined
+ * once, in names.c, and read through kg_name(). */
+#define KG_NAME_DROP 0
+#define KG_NAME_PUNT 1
+#define KG_NAME_POLICE 2
+/* The stage that counts a drop reason (kg_drop_stage). */
+#define KG_STAGE_RX 0
+#define KG_STAGE_EXC 1
+#define KG_STAGE_TX 2
+
+/* Next-hop encoding shared with Python (fib.h has the picture).
+ * A route's next hop is a punt reason (< KG_NH_FIRST_ADJ), an adjacency
+ * index, or KG_NH_GROUP | a group slot. A group slot holds either a punt
+ * reason or a range of buckets (adjacency indexes, weights expanded). */
+#define KG_NH_FIRST_ADJ 32      /* adjacency indexes start here */
+#define KG_NH_GROUP 0x80000     /* flag: a group slot */
+#define KG_NH_NONE 0xffffffff   /* no default route */
 #define KG_ADJ_MAX 65536
-#define KG_GROUP_MAX 4096
-#define KG_ECMP_MAX 16
+#define KG_GROUP_MAX 65536
+#define KG_BUCKET_MAX 1048576   /* bucket pool shared by the group slots */
 
 /* Counters of one port. Each lcore owns one copy per port and is its only
  * writer; kg_stats_read() sums the copies. Which lcore writes what: */
@@ -93,7 +108,7 @@ struct kg_port_counters {
 	unsigned long long tx_packets;  /* tx lcore: taken by the port */
 	unsigned long long tx_bytes;    /* tx lcore */
 	unsigned long long drops[11];   /* by KG_DROP_*, where they happened */
-	unsigned long long punts[16];   /* rx: by KG_PUNT_* (frames let through) */
+	unsigned long long punts[17];   /* rx: by KG_PUNT_* (frames let through) */
 	unsigned long long policed[10]; /* rx: by KG_POLICE_* (frames dropped) */
 };
 
@@ -125,11 +140,12 @@ struct kg_port_conf {
 	char ifname[16];          /* vEthN */
 };
 
-/* The fast path's tables. Sizes; 0 takes the default. */
+/* The fast path's tables. Sizes; 0 takes the default (Python sizes them
+ * from --max-routes, see kni_gw/config.py table_sizes). */
 struct kg_fib_conf {
-	unsigned int routes4;   /* IPv4 rules [1048576] */
-	unsigned int tbl8s4;    /* IPv4 groups for prefixes longer than /24 [8192] */
-	unsigned int routes6;   /* IPv6 rules [65536] */
+	unsigned int routes4;   /* IPv4 rules [65536] */
+	unsigned int tbl8s4;    /* IPv4 groups for prefixes longer than /24 [4096] */
+	unsigned int routes6;   /* IPv6 rules [16384] */
 	unsigned int tbl8s6;    /* IPv6 groups [16384] */
 };
 struct kg_config {
@@ -152,9 +168,7 @@ struct kg_config {
 /* EAL and set-up. kg_eal_init() pins the calling thread: call it from the
  * thread that is to become the EAL main lcore. Once per process. */
 int kg_eal_init(int argc, char **argv);
-int kg_eal_port_count(void);
 int kg_lcore_enabled(unsigned int lcore_id);
-unsigned int kg_main_lcore(void);
 int kg_setup(struct kg_config *cfg, char *err, unsigned int errlen);
 /* Runs every lcore's loop (the caller's too); returns after kg_stop(). */
 int kg_run(void);
@@ -179,8 +193,11 @@ unsigned int kg_mbufs_in_use(void);
 unsigned int kg_mbufs_total(void);
 
 int kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen);
-/* Routes: ip in network byte order; nh is a KG_PUNT_* reason (< 16), an
- * adjacency index, or KG_NH_GROUP | group index. */
+/* Bytes the tables of this configuration take (what kg_fib_create asks of
+ * EAL's memory), without creating them. */
+unsigned long long kg_fib_size(const struct kg_fib_conf *conf);
+/* Routes: ip in network byte order; depth 0 is the default route. nh as
+ * above. 0, or -ENOSPC when the table is full (nothing changed then). */
 int kg_route4_add(unsigned int ip_be, unsigned char depth, unsigned int nh);
 int kg_route4_del(unsigned int ip_be, unsigned char depth);
 /* IPv6 changes come in batches: begin() stops IPv6 lookups (the lcores punt
@@ -193,16 +210,33 @@ void kg_route6_end(void);
  * and cleared atomically. */
 int kg_adj_set(unsigned int idx, unsigned int port_index, const unsigned char *mac);
 int kg_adj_clear(unsigned int idx);
-/* ECMP group: only a group no route points to may be (re)written. */
-int kg_group_set(unsigned int idx, const unsigned int *adj, unsigned int n);
+/* Group slot: write n buckets at [base, base + n) of the bucket pool (a
+ * range no reader can be using), then point the slot at them, atomically:
+ * every route through the slot moves at once. */
+int kg_group_set(unsigned int slot, unsigned int base, const unsigned int *adj, unsigned int n);
+/* Group slot that punts for `reason` (a next hop the fast path cannot use). */
+int kg_group_punt(unsigned int slot, unsigned int reason);
 /* Forwarding on/off per ingress port (the kernel's forwarding sysctls). */
 int kg_fib_forwarding(unsigned int port_index, int ipv4, int ipv6);
 /* Port MAC and MTU as the classifier sees them (set by kg_setup and the
  * port operations; exposed for tests of the classifier without ports). */
 int kg_fib_port(unsigned int port_index, const unsigned char *mac, unsigned int mtu);
+/* The egress IPv6 MTU of a port (net.ipv6.conf.<vEth>.mtu); 0: the port's. */
+int kg_fib_port_mtu6(unsigned int port_index, unsigned int mtu);
 /* Waits until no lcore can still use what was unlinked before the call. */
 void kg_sync(void);
 unsigned long long kg_fib_memory(void);
+/* Neighbour liveness. The rx lcores stamp the adjacencies they forward to
+ * ("used"), and, for frames forwarded from a neighbour's address, its
+ * adjacency as "heard" (same source MAC) or "moved" (another source MAC).
+ * kg_adj_scan() ends the current period: it fills out[kind] (kind 0 used,
+ * 1 moved, 2 heard; out is max entries per kind) with the adjacency
+ * indexes stamped during it, their counts in n[kind]. Returns 0. */
+#define KG_STAMP_USED 0
+#define KG_STAMP_MOVED 1
+#define KG_STAMP_HEARD 2
+#define KG_STAMPS 3
+int kg_adj_scan(unsigned int *out, unsigned int *n, unsigned int max);
 
 /* The classifier and the forwarding rewrite, over frame bytes and the
  * tables above: pure functions, unit-tested and fuzzed without ports. */
@@ -210,13 +244,23 @@ struct kg_verdict {
 	int action;             /* KG_VERDICT_* */
 	int reason;             /* KG_PUNT_* or KG_DROP_* */
 	unsigned int egress;    /* port index, FORWARD only */
+	unsigned int adj_idx;   /* adjacency index, FORWARD only */
 	unsigned long long adj; /* adjacency word, FORWARD only */
+	unsigned int moved;     /* adjacency of the frame's source address whose
+				 * MAC is not the frame's source MAC, or 0 */
+	unsigned int heard;     /* adjacency of the frame's source address whose
+				 * MAC is the frame's source MAC, or 0 */
 };
 int kg_classify(unsigned int in_port, const unsigned char *frame,
 		unsigned int len, struct kg_verdict *v);
 /* Rewrites a frame classified FORWARD in place; returns its new length. */
 unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
 			const struct kg_verdict *v);
+
+/* Name of reason/class idx of a kind (KG_NAME_*), or NULL past the end. */
+const char *kg_name(int kind, unsigned int idx);
+/* KG_STAGE_* of a drop reason, or -EINVAL. */
+int kg_drop_stage(unsigned int reason);
 
 const char *kg_strerror(int err);
 const char *kg_dpdk_version(void);

@@ -128,6 +128,10 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	unsigned int n_fwd[KG_MAX_PORTS];
 	unsigned int n_punt = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
+	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
+	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
+	uint8_t epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
 	uint64_t bytes = 0, now;
 	uint32_t fwd_mask = 0;
 
@@ -162,6 +166,11 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 			uint32_t len = kg_rewrite_frame(&kg_fib, frame,
 							rte_pktmbuf_data_len(m), &v);
 
+			/* liveness: this neighbour is in use (one store a
+			 * period per adjacency, to this lcore's own array) */
+			if (used[v.adj_idx] != epoch)
+				__atomic_store_n(&used[v.adj_idx], epoch, __ATOMIC_RELAXED);
+
 			if (len < m->data_len) /* Ethernet padding goes, as in Linux */
 				rte_pktmbuf_trim(m, m->data_len - len);
 			if (!(fwd_mask & (1u << v.egress))) {
@@ -181,13 +190,17 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 				break;
 			}
 			punt[n_punt++] = m;
-			ctr_add(&c->punts[v.reason & (KG_PUNT_MAX - 1)], 1);
+			ctr_add(&c->punts[v.reason < KG_PUNT_MAX ? v.reason : KG_PUNT_NOT_FAST], 1);
 			break;
 		}
 		default:
 			rte_pktmbuf_free(m);
 			ctr_add(&c->drops[v.reason < KG_DROP_MAX ? v.reason : KG_DROP_BAD_HEADER], 1);
 		}
+		if (unlikely(v.moved) && moved[v.moved] != epoch)
+			__atomic_store_n(&moved[v.moved], epoch, __ATOMIC_RELAXED);
+		else if (v.heard && heard[v.heard] != epoch)
+			__atomic_store_n(&heard[v.heard], epoch, __ATOMIC_RELAXED);
 	}
 
 	ctr_add(&c->rx_bytes, bytes);

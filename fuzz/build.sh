@@ -6,9 +6,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CLANG:-clang-14}
 command -v "$cc" >/dev/null || { echo "fuzz/build.sh: $cc not found (scripts/install.sh installs it)" >&2; exit 1; }
 mkdir -p "$top/build"
+# the dataplane's sources and flags: the same lists as the extension build
+mapfile -t srcs < <(grep -v '^#' "$top/csrc/SOURCES" | sed "s|^|$top/csrc/|")
+mapfile -t cflags < <(grep -v '^#' "$top/csrc/CFLAGS")
 # shellcheck disable=SC2046  # pkg-config's words are meant to split
 "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-DALLOW_EXPERIMENTAL_API $(pkg-config --cflags libdpdk) -I"$top/csrc" \
-	"$top/fuzz/fuzz_classify.c" "$top/csrc/fib.c" "$top/csrc/eal.c" "$top/csrc/port.c" \
-	"$top/csrc/lcore.c" $(pkg-config --libs libdpdk) -o "$top/build/fuzz_classify"
+	"${cflags[@]}" $(pkg-config --cflags libdpdk) -I"$top/csrc" \
+	"$top/fuzz/fuzz_classify.c" "${srcs[@]}" $(pkg-config --libs libdpdk) -o "$top/build/fuzz_classify"
 echo "fuzz/build.sh: built $top/build/fuzz_classify"

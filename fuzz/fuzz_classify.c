@@ -40,9 +40,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	char *eal[] = { "fuzz", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
 			"--log-level=error", NULL };
 	struct kg_fib_conf conf = { .routes4 = 1024, .tbl8s4 = 64, .routes6 = 1024, .tbl8s6 = 64 };
-	unsigned int grp[2] = { 16, 19 };
+	/* adjacencies 32 (port 1), 33 (port 0), 34 (never resolved), 35
+	 * (port 2, small MTU); slot 3: 32 and 35 weighted 3:1; slot 4 punts */
+	unsigned int grp[4] = { 32, 32, 32, 35 };
 	unsigned char v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1 };
+	unsigned char zero6[16] = { 0 };
 	char err[256];
+	int rc = 0;
 
 	(void)argc;
 	(void)argv;
@@ -50,29 +54,38 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz: set-up failed: %s\n", err);
 		abort();
 	}
-	kg_fib_port(0, mac0, 1500);
-	kg_fib_port(1, mac1, 1500);
-	kg_fib_port(2, mac2, 1000);
-	kg_fib_forwarding(0, 1, 1);
-	kg_fib_forwarding(1, 1, 1);
-	kg_fib_forwarding(2, 1, 0);
-	kg_adj_set(16, 1, mac1);
-	kg_adj_set(17, 0, mac0);
-	kg_adj_set(19, 2, mac2);
-	kg_group_set(3, grp, 2);
-	kg_route4_add(ip4(10, 0, 0, 0), 24, KG_PUNT_GLEAN);
-	kg_route4_add(ip4(10, 0, 0, 1), 32, KG_PUNT_LOCAL);
-	kg_route4_add(ip4(10, 1, 0, 2), 32, 16);
-	kg_route4_add(ip4(10, 2, 0, 0), 16, 16);
-	kg_route4_add(ip4(10, 3, 0, 0), 16, KG_NH_GROUP | 3);
-	kg_route4_add(ip4(10, 4, 0, 0), 16, 18);   /* never resolved */
-	kg_route4_add(ip4(10, 6, 0, 0), 16, 17);   /* back out of port 0 */
-	kg_route4_add(0, 0, 19);                   /* default, small MTU */
-	kg_route6_begin();
-	kg_route6_add(v6, 48, 16);
+	rc |= kg_fib_port(0, mac0, 1500);
+	rc |= kg_fib_port(1, mac1, 1500);
+	rc |= kg_fib_port(2, mac2, 1000);
+	rc |= kg_fib_port_mtu6(1, 1400);
+	rc |= kg_fib_forwarding(0, 1, 1);
+	rc |= kg_fib_forwarding(1, 1, 1);
+	rc |= kg_fib_forwarding(2, 1, 0);
+	rc |= kg_adj_set(32, 1, mac1);
+	rc |= kg_adj_set(33, 0, mac0);
+	rc |= kg_adj_set(35, 2, mac2);
+	rc |= kg_group_set(3, 100, grp, 4);
+	rc |= kg_group_punt(4, KG_PUNT_NOT_FAST);
+	rc |= kg_route4_add(ip4(10, 0, 0, 0), 24, KG_PUNT_GLEAN);
+	rc |= kg_route4_add(ip4(10, 0, 0, 1), 32, KG_PUNT_LOCAL);
+	rc |= kg_route4_add(ip4(10, 1, 0, 2), 32, 32);
+	rc |= kg_route4_add(ip4(10, 0, 0, 2), 32, 33);   /* a neighbour on port 0 */
+	rc |= kg_route4_add(ip4(10, 2, 0, 0), 16, 32);
+	rc |= kg_route4_add(ip4(10, 3, 0, 0), 16, KG_NH_GROUP | 3);
+	rc |= kg_route4_add(ip4(10, 5, 0, 0), 16, KG_NH_GROUP | 4);
+	rc |= kg_route4_add(ip4(10, 4, 0, 0), 16, 34);   /* never resolved */
+	rc |= kg_route4_add(ip4(10, 6, 0, 0), 16, 33);   /* back out of port 0 */
+	rc |= kg_route4_add(0, 0, 35);                   /* default, small MTU */
+	rc |= kg_route6_begin();
+	rc |= kg_route6_add(v6, 48, 32);
+	rc |= kg_route6_add(zero6, 0, KG_NH_GROUP | 3);  /* default */
 	v6[15] = 1;
-	kg_route6_add(v6, 128, KG_PUNT_LOCAL);
+	rc |= kg_route6_add(v6, 128, KG_PUNT_LOCAL);
 	kg_route6_end();
+	if (rc != 0) {
+		fprintf(stderr, "fuzz: a table set-up call failed\n");
+		abort();
+	}
 	return 0;
 }
 
@@ -119,6 +132,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	r = kg_classify_frame(&kg_fib, in, f, len, &v);
 	assert(r == v.action);
+	assert(v.moved == 0 || (v.moved >= KG_NH_FIRST_ADJ && v.moved < KG_ADJ_MAX));
+	assert(v.heard == 0 || (v.heard >= KG_NH_FIRST_ADJ && v.heard < KG_ADJ_MAX));
+	assert(!(v.moved && v.heard));
 	switch (r) {
 	case KG_VERDICT_PUNT:
 		assert(v.reason >= 0 && v.reason < KG_PUNT_MAX);
@@ -127,6 +143,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		assert(v.reason >= 0 && v.reason < KG_DROP_MAX);
 		break;
 	case KG_VERDICT_FORWARD:
+		assert(v.adj_idx >= KG_NH_FIRST_ADJ && v.adj_idx < KG_ADJ_MAX);
 		check_forward(copy, f, len, &v, in);
 		break;
 	default:

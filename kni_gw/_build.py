@@ -11,7 +11,12 @@ from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE.parent / "csrc"
-SOURCES = ["eal.c", "port.c", "lcore.c", "fib.c"]
+# one list of C sources for every build that compiles them (fuzz/build.sh too)
+SOURCES = [ln.strip() for ln in (CSRC / "SOURCES").read_text().splitlines()
+           if ln.strip() and not ln.startswith("#")]
+# compiler flags shared likewise
+CFLAGS = [ln.strip() for ln in (CSRC / "CFLAGS").read_text().splitlines()
+          if ln.strip() and not ln.startswith("#")]
 
 
 def _cdef_text() -> str:
@@ -36,8 +41,7 @@ ffibuilder.set_source_pkgconfig(
     '#include "kni_gw.h"\n',
     sources=[os.path.relpath(CSRC / s) for s in SOURCES],
     include_dirs=[os.path.relpath(CSRC)],
-    extra_compile_args=["-O3", "-g", "-DALLOW_EXPERIMENTAL_API", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                        "-Wno-missing-field-initializers"],
+    extra_compile_args=["-O3", "-g"] + CFLAGS,
 )
 
 if __name__ == "__main__":

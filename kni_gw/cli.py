@@ -59,6 +59,12 @@ Gateway options:
                           Defaults: arp/nd/icmp/resolve 20000, dns 300000,
                           local 50000, error/multicast/other 10000, transit
                           not policed
+  --max-routes IPV4[,IPV6]
+                          route table sizes, 1024 to 16777216 each (IPV6 =
+                          IPV4/4 if not given); default: the largest of
+                          1M+256k, 1M+64k, 256k+16k, 64k+16k that fits in
+                          EAL's memory (with --no-huge and no -m, kni-gw
+                          sets -m for 1M+64k)
   --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones

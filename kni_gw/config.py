@@ -51,6 +51,7 @@ APP_WITH_VALUE = {
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
     "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police", "--metrics",
     "--dns-allow",
+    "--max-routes",
 }
 APP_REPEATABLE = {"dns_zone", "dns_listen", "dns_allow", "police"}
 
@@ -82,6 +83,65 @@ def parse_police(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
         out[m.group(1)] = (pps, burst)
     return out
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
+
+MiB = 1 << 20
+# The route tables take EAL memory: rte_lpm and rte_lpm6 each have a fixed
+# 64 MiB first level, then rules and second-level groups that grow with the
+# routes asked for. Without --max-routes, the largest of these that fits in
+# the memory EAL will have is taken (IPv4 routes, IPv6 routes).
+TABLE_LADDER = ((1 << 20, 1 << 18), (1 << 20, 1 << 16), (1 << 18, 1 << 14), (1 << 16, 1 << 14))
+NO_HUGE_DEFAULT = (1 << 20, 1 << 16)    # --no-huge without -m: EAL is given what this needs
+EAL_MARGIN = 64 * MiB                    # EAL's own, rings, devices, TAP queues
+MBUF_BYTES = 2176 + 128 + 64             # data room + struct rte_mbuf + mempool header
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSizes:
+    routes4: int
+    routes6: int
+
+    @property
+    def tbl8s4(self) -> int:
+        # one group per /24 holding longer prefixes (neighbour host routes,
+        # /25-/32 routes): rare in a BGP table
+        return min(max(self.routes4 // 64, 256), 1 << 16)
+
+    @property
+    def tbl8s6(self) -> int:
+        # a prefix longer than /24 needs a group per 8 bits below /24 that
+        # it does not share: about one per route in a real table
+        return min(max(self.routes6, 1024), 1 << 20)
+
+    def describe(self) -> str:
+        return f"{self.routes4} IPv4 + {self.routes6} IPv6 routes"
+
+
+def parse_max_routes(text: str) -> TableSizes:
+    """--max-routes V4[,V6]: routes each table holds (V6 = V4 / 4 if not given)."""
+    parts = text.split(",")
+    if not 1 <= len(parts) <= 2:
+        raise ConfigError(f"--max-routes {text!r}: IPV4[,IPV6], e.g. 1048576,262144")
+    v4 = parse_int(parts[0], "--max-routes")
+    v6 = parse_int(parts[1], "--max-routes") if len(parts) == 2 else max(v4 // 4, 1024)
+    for v in (v4, v6):
+        if not 1024 <= v <= 1 << 24:
+            raise ConfigError(f"--max-routes {text}: each count from 1024 to {1 << 24}")
+    return TableSizes(v4, v6)
+
+
+def mbuf_pool_bytes(cfg: "RunConfig") -> int:
+    """What the dataplane's mbuf pool will take (csrc/eal.c pool_size)."""
+    if cfg.mbufs:
+        n = cfg.mbufs
+    else:
+        lcores = {lc for p in cfg.ports for lc in (p.lcore_rx, p.lcore_tx, p.lcore_exc)}
+        per_port = 2 * cfg.rx_desc + 2 * cfg.tx_desc + 2 * cfg.fifo_size + 4 * cfg.burst
+        need = per_port * len(cfg.ports) + (len(lcores) + 1) * 256 * 3 // 2
+        n = 1
+        while n - 1 < need:
+            n <<= 1
+        n -= 1
+    return n * MBUF_BYTES
 
 BACKENDS = ("auto", "tap", "virtio-user")
 
@@ -123,6 +183,9 @@ class RunConfig:
     dns_allow: List[str] = dataclasses.field(default_factory=list)
     police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
     metrics: Optional[str] = None
+    max_routes: Optional[TableSizes] = None   # --max-routes; None: sized at preflight
+    tables: TableSizes = TableSizes(*TABLE_LADDER[-1])   # what the run uses (preflight)
+    memory_note: str = ""                      # how the tables were sized, logged at start
 
     @property
     def eal_opts(self) -> Dict[str, List[str]]:
@@ -491,6 +554,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_allow=dns_allow,
         police=parse_police(opts.get("police", [])),
         metrics=metrics,
+        max_routes=parse_max_routes(str(opts["max_routes"])) if "max_routes" in opts else None,
     )
 
 
@@ -522,12 +586,14 @@ class HostFacts:
     has_tun: bool
     has_vhost_net: bool
     taken_ifnames: Set[str]
+    hugepages_free_bytes: int = 0
 
     @classmethod
     def read(cls, ifnames: Sequence[str] = ()) -> "HostFacts":
         return cls(
             euid=os.geteuid(),
             hugepages_free=hugepages_free(),
+            hugepages_free_bytes=hugepages_free_bytes(),
             hugetlbfs_mounted=hugetlbfs_mounted(),
             has_tun=os.path.exists("/dev/net/tun"),
             has_vhost_net=os.path.exists("/dev/vhost-net"),
@@ -544,6 +610,78 @@ def hugepages_free(sysfs: str = "/sys/kernel/mm/hugepages") -> int:
     except OSError:
         return 0
     return total
+
+
+def hugepages_free_bytes(sysfs: str = "/sys/kernel/mm/hugepages") -> int:
+    total = 0
+    try:
+        for d in os.listdir(sysfs):      # hugepages-2048kB
+            m = re.fullmatch(r"hugepages-(\d+)kB", d)
+            if m:
+                with open(os.path.join(sysfs, d, "free_hugepages")) as f:
+                    total += int(f.read()) * int(m.group(1)) * 1024
+    except OSError:
+        return 0
+    return total
+
+
+def eal_memory(cfg: "RunConfig", host: "HostFacts") -> Optional[int]:
+    """Bytes EAL will have: -m / --socket-mem, else the free hugepages;
+    None with --no-huge and no -m (kni-gw then chooses)."""
+    eal = cfg.eal_opts
+    if "-m" in eal and eal["-m"][-1].isdigit():
+        return int(eal["-m"][-1]) * MiB
+    if "--socket-mem" in eal:
+        try:
+            return sum(int(x or 0) for x in eal["--socket-mem"][-1].split(",")) * MiB
+        except ValueError:
+            return None
+    if cfg.no_huge:
+        return None
+    return host.hugepages_free_bytes or host.hugepages_free * 2 * MiB
+
+
+def size_tables(cfg: "RunConfig", host: "HostFacts") -> None:
+    """Choose the route tables' sizes (cfg.tables) for the memory EAL will
+    have, and with --no-huge but no -m give EAL what they need (-m). Refuses
+    a --max-routes that cannot fit."""
+    from .dataplane import fib_size
+    mem = eal_memory(cfg, host)
+    pool = mbuf_pool_bytes(cfg)
+
+    def need(t: TableSizes) -> int:
+        return fib_size(t.routes4, t.tbl8s4, t.routes6, t.tbl8s6)
+
+    if mem is None:
+        t = cfg.max_routes or TableSizes(*NO_HUGE_DEFAULT)
+        mb = -(-(need(t) + pool + EAL_MARGIN) // MiB)
+        cfg.eal_argv = cfg.eal_argv + ["-m", str(mb)]
+        cfg.tables = t
+        cfg.memory_note = (f"--no-huge without -m: EAL gets -m {mb} (route tables {need(t) // MiB} MiB "
+                           f"for {t.describe()}, mbufs {pool // MiB} MiB)")
+        return
+    budget = mem - pool - EAL_MARGIN
+    if cfg.max_routes is not None:
+        t = cfg.max_routes
+        if need(t) > budget:
+            raise ConfigError(
+                f"--max-routes {t.routes4},{t.routes6}: the route tables need {need(t) // MiB} MiB and "
+                f"EAL has {mem // MiB} MiB ({pool // MiB} MiB go to mbufs); lower --max-routes or give "
+                f"EAL more memory (-m, hugepages)")
+        cfg.tables = t
+        cfg.memory_note = f"route tables {need(t) // MiB} MiB for {t.describe()} (--max-routes)"
+        return
+    for r4, r6 in TABLE_LADDER:
+        t = TableSizes(r4, r6)
+        if need(t) <= budget:
+            cfg.tables = t
+            cfg.memory_note = (f"route tables {need(t) // MiB} MiB for {t.describe()} "
+                               f"(sized to EAL's {mem // MiB} MiB; --max-routes to change)")
+            return
+    t = TableSizes(*TABLE_LADDER[-1])
+    raise ConfigError(
+        f"EAL has {mem // MiB} MiB: too little for the route tables ({need(t) // MiB} MiB at least) "
+        f"and {pool // MiB} MiB of mbufs; give EAL more memory (-m MB, or more hugepages)")
 
 
 def hugetlbfs_mounted(mounts: str = "/proc/mounts") -> bool:
@@ -577,6 +715,7 @@ def preflight(cfg: RunConfig, host: HostFacts) -> str:
         raise ConfigError(
             "exception backend virtio-user needs /dev/vhost-net: sudo modprobe vhost_net, "
             "or use --exception tap")
+    size_tables(cfg, host)
     for p in cfg.ports:
         if p.ifname in host.taken_ifnames:
             raise ConfigError(

@@ -156,7 +156,19 @@ def openmetrics(view: dict) -> str:
     if fib:
         family("kni_gw_routes", "gauge", "prefixes mirrored from the kernel",
                [({"family": "ipv4"}, fib["routes4"]), ({"family": "ipv6"}, fib["routes6"])])
+        family("kni_gw_routes_fast", "gauge", "prefixes the fast path forwards itself",
+               [({"family": "ipv4"}, fib["fast4"]), ({"family": "ipv6"}, fib["fast6"])])
+        family("kni_gw_routes_not_installed", "gauge",
+               "routes the tables refused (full): their traffic goes to the kernel",
+               [({"family": "ipv4"}, fib["not_installed4"]), ({"family": "ipv6"}, fib["not_installed6"])])
+        family("kni_gw_route_install_failures", "counter", "route installs the tables refused",
+               [({}, fib["install_failures"])])
         family("kni_gw_neighbours", "gauge", "neighbours mirrored", [({}, fib["neighbours"])])
+        family("kni_gw_nexthop_objects", "gauge", "kernel nexthop objects mirrored",
+               [({}, fib["nexthop_objects"])])
+        family("kni_gw_neighbour_nudges", "counter",
+               "messages asking the kernel about neighbours the fast path uses",
+               [({"kind": "use"}, fib["neigh_use"]), ({"kind": "probe"}, fib["neigh_probe"])])
     dns = view.get("dns")
     if dns is not None:
         family("kni_gw_dns_queries", "counter", "DNS queries", [({}, dns.get("queries", 0))])

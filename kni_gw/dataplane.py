@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .config import RunConfig
 from .errors import DataplaneError
@@ -28,23 +28,22 @@ except ImportError as e:  # pragma: no cover - only without a build
         f"kni-gw's C dataplane is not built ({e}); run: sudo scripts/install.sh") from e
 
 BACKEND = {"tap": lib.KG_BACKEND_TAP, "virtio-user": lib.KG_BACKEND_VIRTIO_USER}
-# KG_DROP_* in csrc/kni_gw.h, in order, with the stage that counts them
-DROP_REASONS = ["to_kernel_full", "fwd_fifo_full", "port_down_rx", "runt", "bad_header",
-                "bad_checksum", "kernel_write", "kernel_fifo_full", "tx_nic", "port_down_tx",
-                "policed"]
-RX_DROPS = DROP_REASONS[0:6] + ["policed"]
-EXC_DROPS = DROP_REASONS[6:8]
-TX_DROPS = DROP_REASONS[8:10]
-# KG_PUNT_* in csrc/kni_gw.h, in order
-PUNT_REASONS = ["not_ip", "local", "glean", "not_fast", "no_route", "unresolved", "ttl",
-                "options", "mtu", "l2_multicast", "not_ours", "ip_multicast", "special",
-                "vlan", "icmpv6", "forwarding_off"]
-assert len(DROP_REASONS) == lib.KG_DROP_MAX
-assert len(PUNT_REASONS) == lib.KG_PUNT_MAX
-# KG_POLICE_* in csrc/kni_gw.h, in order
-POLICE_CLASSES = ["arp", "nd", "icmp", "dns", "local", "resolve", "error", "multicast",
-                  "transit", "other"]
-assert len(POLICE_CLASSES) == lib.KG_POLICE_MAX
+
+
+def _names(kind: int, n: int) -> List[str]:
+    # the names are defined once, in csrc/names.c
+    out = [ffi.string(lib.kg_name(kind, i)).decode() for i in range(n)]
+    assert lib.kg_name(kind, n) == ffi.NULL
+    return out
+
+
+DROP_REASONS = _names(lib.KG_NAME_DROP, lib.KG_DROP_MAX)
+PUNT_REASONS = _names(lib.KG_NAME_PUNT, lib.KG_PUNT_MAX)
+POLICE_CLASSES = _names(lib.KG_NAME_POLICE, lib.KG_POLICE_MAX)
+# drop reasons by the stage that counts them (the KNI sample's columns)
+RX_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib.KG_STAGE_RX]
+EXC_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib.KG_STAGE_EXC]
+TX_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib.KG_STAGE_TX]
 COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
             "from_kernel", "tx_packets", "tx_bytes"]
 
@@ -52,10 +51,120 @@ _eal_lock = threading.Lock()
 _eal_used = False
 
 
+def strerror(rc: int) -> str:
+    return ffi.string(lib.kg_strerror(rc)).decode()
+
+
 def ensure(rc: int, what: str) -> int:
+    """The one error policy for C calls: a negative return is an errno
+    value, raised as DataplaneError (errno_value set); else rc."""
     if rc < 0:
-        raise DataplaneError(f"{what}: {ffi.string(lib.kg_strerror(rc)).decode()}", -rc)
+        raise DataplaneError(f"{what}: {strerror(rc)}", -rc)
     return rc
+
+
+# ---------------------------------------------------------------- tables
+# The mirror's install layer (kni_gw/fibinstall.py) calls these; each checks
+# C's return once and raises DataplaneError.
+NH_FIRST_ADJ = lib.KG_NH_FIRST_ADJ
+NH_GROUP = lib.KG_NH_GROUP
+ADJ_MAX = lib.KG_ADJ_MAX
+GROUP_MAX = lib.KG_GROUP_MAX
+BUCKET_MAX = lib.KG_BUCKET_MAX
+PUNT = {name: i for i, name in enumerate(PUNT_REASONS)}
+
+
+def fib_conf(routes4: int, tbl8s4: int, routes6: int, tbl8s6: int):
+    return ffi.new("struct kg_fib_conf *", {"routes4": routes4, "tbl8s4": tbl8s4,
+                                            "routes6": routes6, "tbl8s6": tbl8s6})
+
+
+def fib_size(routes4: int, tbl8s4: int, routes6: int, tbl8s6: int) -> int:
+    """Bytes of EAL memory the tables of these sizes take."""
+    return lib.kg_fib_size(fib_conf(routes4, tbl8s4, routes6, tbl8s6))
+
+
+def fib_create(routes4: int, tbl8s4: int, routes6: int, tbl8s6: int) -> None:
+    """Tables without ports (the classifier's unit tests; kg_setup does it
+    for a gateway)."""
+    err = ffi.new("char[]", lib.KG_ERRLEN)
+    rc = lib.kg_fib_create(fib_conf(routes4, tbl8s4, routes6, tbl8s6), err, lib.KG_ERRLEN)
+    if rc < 0:
+        raise DataplaneError(ffi.string(err).decode() or strerror(rc), -rc)
+
+
+def route4_add(addr: bytes, plen: int, nh: int) -> None:
+    ensure(lib.kg_route4_add(int.from_bytes(addr, "little"), plen, nh), "IPv4 route")
+
+
+def route4_del(addr: bytes, plen: int) -> None:
+    ensure(lib.kg_route4_del(int.from_bytes(addr, "little"), plen), "IPv4 route delete")
+
+
+class Route6Batch:
+    """IPv6 edits between kg_route6_begin() and kg_route6_end()."""
+
+    def __enter__(self):
+        ensure(lib.kg_route6_begin(), "IPv6 table")
+        return self
+
+    def __exit__(self, *exc):
+        lib.kg_route6_end()
+
+    @staticmethod
+    def add(addr: bytes, plen: int, nh: int) -> None:
+        ensure(lib.kg_route6_add(addr, plen, nh), "IPv6 route")
+
+    @staticmethod
+    def delete(addr: bytes, plen: int) -> None:
+        ensure(lib.kg_route6_del(addr, plen), "IPv6 route delete")
+
+
+def adj_set(idx: int, port: int, mac: bytes) -> None:
+    ensure(lib.kg_adj_set(idx, port, mac), "adjacency")
+
+
+def adj_clear(idx: int) -> None:
+    ensure(lib.kg_adj_clear(idx), "adjacency")
+
+
+def group_set(slot: int, base: int, adjs: List[int]) -> None:
+    ensure(lib.kg_group_set(slot, base, ffi.new("unsigned int[]", adjs), len(adjs)), "group")
+
+
+def group_punt(slot: int, reason: int) -> None:
+    ensure(lib.kg_group_punt(slot, reason), "group")
+
+
+def fib_forwarding(port: int, ipv4: bool, ipv6: bool) -> None:
+    ensure(lib.kg_fib_forwarding(port, int(ipv4), int(ipv6)), "forwarding")
+
+
+def fib_port(port: int, mac: bytes, mtu: int) -> None:
+    ensure(lib.kg_fib_port(port, mac, mtu), "port")
+
+
+def fib_port_mtu6(port: int, mtu: int) -> None:
+    ensure(lib.kg_fib_port_mtu6(port, mtu), "IPv6 MTU")
+
+
+def fib_memory() -> int:
+    return lib.kg_fib_memory()
+
+
+def fib_sync() -> None:
+    lib.kg_sync()
+
+
+_SCAN_MAX = 4096
+
+
+def adj_scan() -> Tuple[List[int], List[int], List[int]]:
+    """(used, moved, heard) adjacency indexes of the period that ends now."""
+    out = ffi.new("unsigned int[]", _SCAN_MAX * lib.KG_STAMPS)
+    n = ffi.new("unsigned int[]", lib.KG_STAMPS)
+    ensure(lib.kg_adj_scan(out, n, _SCAN_MAX), "neighbour scan")
+    return tuple(list(out[k * _SCAN_MAX:k * _SCAN_MAX + n[k]]) for k in range(lib.KG_STAMPS))
 
 
 @dataclasses.dataclass
@@ -64,6 +173,8 @@ class Verdict:
     reason: int
     egress: int
     mac: str
+    moved: int = 0      # adjacency of the source whose MAC differs from the frame's
+    heard: int = 0      # adjacency of the source whose MAC is the frame's
 
     @property
     def name(self) -> str:
@@ -82,7 +193,7 @@ def classify(in_port: int, frame: bytes):
     lib.kg_classify(in_port, buf, len(frame), v)
     n = lib.kg_rewrite(buf, len(frame), v)
     mac = ":".join(f"{(v.adj >> (8 * i)) & 0xff:02x}" for i in range(6))
-    return Verdict(v.action, v.reason, v.egress, mac), bytes(ffi.buffer(buf, n))
+    return Verdict(v.action, v.reason, v.egress, mac, v.moved, v.heard), bytes(ffi.buffer(buf, n))
 
 
 @dataclasses.dataclass
@@ -178,6 +289,9 @@ class Dataplane:
         cfg.fifo_size, cfg.burst = self.cfg.fifo_size, self.cfg.burst
         cfg.idle_sleep_us = 0 if self.cfg.busy_poll else self.cfg.idle_sleep_us
         cfg.mbufs = self.cfg.mbufs
+        t = self.cfg.tables
+        cfg.fib.routes4, cfg.fib.tbl8s4 = t.routes4, t.tbl8s4
+        cfg.fib.routes6, cfg.fib.tbl8s6 = t.routes6, t.tbl8s6
         for j, cls in enumerate(POLICE_CLASSES):
             pps, burst = self.cfg.police.get(cls, (0, 0))
             cfg.police_pps[j], cfg.police_burst[j] = pps, burst

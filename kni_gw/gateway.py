@@ -24,7 +24,9 @@ from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
 from .control import ControlServer, MetricsServer, with_rates
-from .netlink import EventSocket, FibMirror
+from .fibinstall import LIVENESS_S
+from .netlink import FibMirror
+from .nldecode import EventSocket
 from .stats import Stats, render_json, render_table
 
 log = logging.getLogger("kni-gw")
@@ -68,6 +70,7 @@ class Gateway:
         host = HostFacts.read([p.ifname for p in cfg.ports])
         backend = preflight(cfg, host)
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
+        log.info("%s", cfg.memory_note)
         rfd, wfd = self._install_signals()
         self.dp = Dataplane(cfg, backend)
         self.dp.start()
@@ -92,8 +95,8 @@ class Gateway:
         self.sync.start()
         port_of_ifindex = {self.sync.state[p.port].index: i for i, p in enumerate(cfg.ports)}
         self.ifname_of_port = {i: p.ifname for i, p in enumerate(cfg.ports)}
-        self.fib = FibMirror(self.dp, port_of_ifindex)
-        self.fib.poll_forwarding(self.ifname_of_port)
+        self.fib = FibMirror(port_of_ifindex)
+        self.fib.poll_sysctls()
         self.fib.resync()
         self.stats = Stats(self.dp)
         self.dns = self.addr_events = self.metrics = None
@@ -123,12 +126,12 @@ class Gateway:
                 self._dns_fd(fd, True)
             if self.addr_events is not None:
                 sel.register(self.addr_events.fileno(), selectors.EVENT_READ, "addr")
-        next_link = next_sysctl = next_rate = 0.0
+        next_link = next_sysctl = next_rate = next_live = 0.0
         next_police = time.monotonic() + POLICE_LOG_S
         self.police_prev = None
         self._log_policing()      # the baseline
         while True:
-            timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
+            timeout = min(LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S, LIVENESS_S)
             for key, _ in sel.select(timeout):
                 if key.data == "signal":
                     try:
@@ -165,8 +168,11 @@ class Gateway:
                 self.sync.poll_link()
                 next_link = now + LINK_POLL_S
             if now >= next_sysctl:
-                self.fib.poll_forwarding(self.ifname_of_port)
+                self.fib.poll_sysctls()
                 next_sysctl = now + SYSCTL_POLL_S
+            if now >= next_live:
+                self.fib.tick()
+                next_live = now + LIVENESS_S
             if now >= next_police:
                 self._log_policing()
                 next_police = now + POLICE_LOG_S

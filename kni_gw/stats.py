@@ -151,7 +151,9 @@ def render_table(view: Dict[str, Any], width: int = 250) -> str:
     if "fib" in view:
         f = view["fib"]
         console.print(f"routes: {f['routes4']} IPv4, {f['routes6']} IPv6 (fast path {f['fast4']} + "
-                      f"{f['fast6']}); neighbours {f['neighbours']}; tables {f['memory'] / 2**20:.0f} MiB")
+                      f"{f['fast6']}); not installed (table full) {f.get('not_installed4', 0)} + "
+                      f"{f.get('not_installed6', 0)}; nexthop objects {f.get('nexthop_objects', 0)}; "
+                      f"neighbours {f['neighbours']}; tables {f['memory'] / 2**20:.0f} MiB")
     if "dns" in view:
         d = view["dns"]
         rc = ", ".join(f"{k[6:]}={v}" for k, v in sorted(d.items()) if k.startswith("rcode_")) or "-"

@@ -62,9 +62,18 @@ in_peer ip addr add 192.168.0.2/24 dev eth0
 in_peer ip link set eth0 up
 echo "peer eth0 192.168.0.2/24 <== veth ==> wire0 (DPDK port 0 via net_af_packet)"
 
-say "start: kni-gw -l 0-1 --no-huge --vdev net_af_packet0,iface=wire0 -p 0x1 --config \"(0,0,1)\""
-ip netns exec "$gw" "$kni_gw" -l 0-1 --no-huge -m 256 --no-pci --file-prefix kgdemo \
-	--vdev net_af_packet0,iface=wire0 -p 0x1 --config "(0,0,1)" >"$out" 2>"$log" &
+# shellcheck disable=SC2054  # the commas belong to the vdev argument
+cmd=(kni-gw -l 0-1 --no-huge --no-pci --file-prefix kgdemo --vdev net_af_packet0,iface=wire0
+	-p 0x1 --config "(0,0,1)")
+shown=""
+for a in "${cmd[@]}"; do
+	case "$a" in
+	*[!A-Za-z0-9_./=,:-]*) shown+=" '$a'" ;;
+	*) shown+=" $a" ;;
+	esac
+done
+say "start (in ns $gw):$shown"
+ip netns exec "$gw" "$kni_gw" "${cmd[@]:1}" >"$out" 2>"$log" &
 pid=$!
 for _ in $(seq 200); do
 	grep -q "ready (pid" "$log" && break

@@ -28,11 +28,18 @@ from .pktio import read_frames, write_frames
 PKTIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pktio.py")
 MAC0, MAC1 = "02:00:00:00:0a:00", "02:00:00:00:0a:01"     # the router's two ports
 SRC_MAC = "02:00:00:00:0b:00"                             # the sending host
+# 10.1.0.4 and 2001:db8:1::4 share a MAC with 10.1.0.2 / 2001:db8:1::2: the
+# multipath routes through both give the same bytes whichever next hop a
+# flow hashes to (kni-gw's flow hash is not the kernel's)
 NEIGH = {"10.1.0.2": "02:00:00:00:0c:02", "10.1.0.3": "02:00:00:00:0c:03",
-         "10.0.0.2": SRC_MAC}
-NEIGH6 = {"2001:db8:1::2": "02:00:00:00:0c:62", "2001:db8:0::2": SRC_MAC}
-ROUTES = [("10.2.0.0/16", "10.1.0.2"), ("10.3.0.0/16", "10.1.0.3"), ("10.4.0.0/24", "10.1.0.2")]
-ROUTES6 = [("2001:db8:2::/48", "2001:db8:1::2")]
+         "10.1.0.4": "02:00:00:00:0c:02", "10.0.0.2": SRC_MAC}
+NEIGH6 = {"2001:db8:1::2": "02:00:00:00:0c:62", "2001:db8:1::4": "02:00:00:00:0c:62",
+          "2001:db8:0::2": SRC_MAC}
+ROUTES = [("10.2.0.0/16", "via 10.1.0.2"), ("10.3.0.0/16", "via 10.1.0.3"), ("10.4.0.0/24", "via 10.1.0.2"),
+          ("default", "via 10.1.0.3"),
+          ("10.5.0.0/16", "nexthop via 10.1.0.2 weight 2 nexthop via 10.1.0.4 weight 1")]
+ROUTES6 = [("2001:db8:2::/48", "via 2001:db8:1::2"), ("default", "via 2001:db8:1::2"),
+           ("2001:db8:3::/48", "nexthop via 2001:db8:1::2 nexthop via 2001:db8:1::4")]
 
 
 def configure_router(ns, if0, if1):
@@ -50,9 +57,9 @@ def configure_router(ns, if0, if1):
         dev = if0 if ip.startswith("2001:db8:0::") else if1
         sh("ip", "-6", "neigh", "replace", ip, "lladdr", mac, "nud", "permanent", "dev", dev, ns=ns)
     for net, via in ROUTES:
-        sh("ip", "route", "add", net, "via", via, ns=ns)
+        sh("ip", "route", "add", net, *via.split(), ns=ns)
     for net, via in ROUTES6:
-        sh("ip", "-6", "route", "add", net, "via", via, ns=ns)
+        sh("ip", "-6", "route", "add", net, *via.split(), ns=ns)
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", ns=ns)
 
 
@@ -62,7 +69,7 @@ def frames(n=1200, seed=7):
     rnd = random.Random(seed)
     out = []
     dsts = ["10.1.0.2", "10.1.0.3", "10.2.7.9", "10.3.200.1", "10.4.0.77", "192.0.2.1",
-            "10.1.0.1", "10.1.0.255", "10.0.0.2"]
+            "10.1.0.1", "10.1.0.255", "10.0.0.2", "10.5.3.3", "10.5.200.7", "198.51.100.7"]
     srcs = ["10.0.0.2"] * 12 + ["127.0.0.1", "10.1.0.1", "0.0.0.0", "224.0.0.1", "10.0.0.1"]
     for i in range(n):
         eth = Ether(src=SRC_MAC, dst=MAC0)
@@ -106,7 +113,8 @@ def frames(n=1200, seed=7):
 
 def v6_packet(rnd):
     ip = IPv6(src="2001:db8:0::2", dst=rnd.choice(["2001:db8:1::2", "2001:db8:2::5", "2001:db8:2:9::1",
-                                                    "2001:db8:77::1", "2001:db8:1::1"]),
+                                                    "2001:db8:77::1", "2001:db8:1::1", "2001:db8:3::9",
+                                                    "2001:db8:3:5::1"]),
               hlim=rnd.choice([0, 1, 2, 64, 255]), tc=rnd.choice([0, 0x20]), fl=rnd.randrange(1 << 20))
     ext = rnd.choice([None, None, None, IPv6ExtHdrFragment(offset=0, m=1, id=rnd.randrange(1 << 32)),
                       IPv6ExtHdrDestOpt(), IPv6ExtHdrHopByHop()])
@@ -186,7 +194,8 @@ def test_kni_gw_output_equals_the_kernels(gateways):
             netns(ns, cleanups)
         g = xdp_gateway(gateways, tag, gw, gin, gout)
         configure_router(gw, "vEth0", "vEth1")
-        wait_for(lambda: (lambda s: s["fib"]["fast4"] >= 4 and s["fib"]["fast6"] >= 2
+        wait_for(lambda: (lambda s: s["fib"]["fast4"] >= 8 and s["fib"]["fast6"] >= 4
+                          and s["fib"]["groups"] >= 2
                           and all(f["ipv4"] and f["ipv6"] for f in s["fib"]["forwarding"].values()))(g.stats()),
                  what="the gateway's routes and neighbours in the fast path")
 

@@ -2,7 +2,6 @@
 DPDK LPM tables, without ports: EAL runs in this process with --no-huge
 --no-shconf, on a thread of its own (EAL pins the thread that starts it)."""
 import socket
-import threading
 
 import pytest
 from scapy.all import ARP, Dot1Q, Ether, ICMPv6ND_NS, IP, IPOption_RR, IPv6, IPv6ExtHdrHopByHop, Raw, UDP
@@ -11,7 +10,7 @@ from kni_gw.dataplane import classify, ffi, lib
 
 MAC0, MAC1 = "02:00:00:00:00:a0", "02:00:00:00:00:a1"
 PEER0, PEER1 = "02:00:00:00:00:b0", "02:00:00:00:00:b1"
-ADJ_PEER1, ADJ_OTHER, ADJ_UNRESOLVED = 16, 17, 18
+ADJ_PEER1, ADJ_OTHER, ADJ_UNRESOLVED, ADJ_C1 = 32, 33, 34, 35
 
 
 def mac(s):
@@ -27,19 +26,7 @@ def v6(ip):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tables():
-    rc = []
-    t = threading.Thread(target=lambda: rc.append(lib.kg_eal_init(
-        7, [ffi.new("char[]", a) for a in (b"kni-gw-test", b"--no-huge", b"-m", b"256",
-                                          b"--no-shconf", b"--no-pci", b"--log-level=warning")]
-        + [ffi.NULL])))
-    t.start()
-    t.join()
-    assert rc == [0], "EAL initialisation failed for the classifier tests"
-    conf = ffi.new("struct kg_fib_conf *", {"routes4": 1024, "tbl8s4": 256, "routes6": 1024,
-                                            "tbl8s6": 256})
-    err = ffi.new("char[]", 256)
-    assert lib.kg_fib_create(conf, err, 256) == 0, ffi.string(err)
+def tables(fib_tables):
     lib.kg_fib_port(0, mac(MAC0), 1500)
     lib.kg_fib_port(1, mac(MAC1), 1500)
     lib.kg_fib_forwarding(0, 1, 1)
@@ -53,9 +40,9 @@ def tables():
               ("10.2.0.0", 16, ADJ_PEER1), ("10.4.0.0", 16, ADJ_UNRESOLVED),
               ("10.5.0.0", 16, lib.KG_PUNT_NOT_FAST), ("10.6.0.0", 16, ADJ_OTHER),
               ("10.3.0.0", 16, lib.KG_NH_GROUP | 7)]
-    arr = ffi.new("unsigned int[]", [ADJ_PEER1, 19])
-    lib.kg_adj_set(19, 1, mac("02:00:00:00:00:c1"))
-    assert lib.kg_group_set(7, arr, 2) == 0
+    arr = ffi.new("unsigned int[]", [ADJ_PEER1, ADJ_C1])
+    lib.kg_adj_set(ADJ_C1, 1, mac("02:00:00:00:00:c1"))
+    assert lib.kg_group_set(7, 0, arr, 2) == 0
     for ip, plen, nh in routes:
         assert lib.kg_route4_add(v4(ip), plen, nh) == 0, (ip, plen)
     assert lib.kg_route6_add(v6("2001:db8:1::"), 64, ADJ_PEER1) == -1  # only between begin/end
@@ -213,3 +200,115 @@ def test_rewrite_is_safe_on_any_bytes():
     for blob in (b"", b"\x00" * 13, b"\xff" * 60, bytes(range(256))):
         buf = ffi.new("unsigned char[]", blob or b"\x00")
         assert lib.kg_rewrite(buf, len(blob), v) <= max(len(blob), 1)
+
+
+def test_default_routes_are_in_the_fast_path():
+    """0/0 and ::/0 (which rte_lpm refuses as depth 0) forward like any prefix."""
+    assert verdict(frame4(dst="192.168.7.7")) == "punt:no_route"
+    assert lib.kg_route4_add(0, 0, ADJ_PEER1) == 0
+    try:
+        assert verdict(frame4(dst="192.168.7.7")) == "forward:1"
+        assert verdict(frame4(dst="10.1.0.77")) == "punt:glean"     # longer prefixes still win
+        assert verdict(frame4(dst="10.0.0.1")) == "punt:local"
+    finally:
+        assert lib.kg_route4_del(0, 0) == 0
+    assert lib.kg_route4_del(0, 0) == -2                              # -ENOENT: no default now
+    assert verdict(frame4(dst="192.168.7.7")) == "punt:no_route"
+    f6 = bytes(ether() / IPv6(src="2001:db8:0::2", dst="2001:db8:77::1") / UDP())
+    assert verdict(f6) == "punt:no_route"
+    assert lib.kg_route6_begin() == 0
+    assert lib.kg_route6_add(bytes(16), 0, lib.KG_NH_GROUP | 7) == 0
+    lib.kg_route6_end()
+    try:
+        assert verdict(f6) == "forward:1"
+    finally:
+        assert lib.kg_route6_begin() == 0
+        assert lib.kg_route6_del(bytes(16), 0) == 0
+        lib.kg_route6_end()
+    assert verdict(f6) == "punt:no_route"
+
+
+def test_group_slot_is_repointed_whole_and_honours_weights():
+    """A slot moves every route through it at once; buckets carry weights;
+    a slot may punt."""
+    peer_c1 = "02:00:00:00:00:c1"
+
+    def spread():
+        seen = {}
+        for sport in range(2000):
+            f = bytes(ether() / IP(src="10.0.0.2", dst="10.3.0.9") / UDP(sport=sport, dport=53))
+            v = classify(0, f)[0]
+            seen[v.mac if v.action == lib.KG_VERDICT_FORWARD else v.name] = \
+                seen.get(v.mac if v.action == lib.KG_VERDICT_FORWARD else v.name, 0) + 1
+        return seen
+
+    try:
+        # weights 3:1 as 4 buckets in a fresh range, then the slot points there
+        assert lib.kg_group_set(7, 16, ffi.new("unsigned int[]", [ADJ_PEER1] * 3 + [ADJ_C1]), 4) == 0
+        s = spread()
+        assert set(s) == {PEER1, peer_c1} and 0.65 < s[PEER1] / 2000 < 0.85, s
+        assert lib.kg_group_punt(7, lib.KG_PUNT_NOT_FAST) == 0
+        assert spread() == {"punt:not_fast": 2000}
+        assert lib.kg_group_punt(7, lib.KG_PUNT_MAX) == -22               # -EINVAL
+        assert lib.kg_group_set(7, lib.KG_BUCKET_MAX - 1, ffi.new("unsigned int[]", [32, 32]), 2) == -22
+        assert lib.kg_group_set(7, 0, ffi.new("unsigned int[]", [3]), 1) == -22   # not an adjacency
+    finally:
+        assert lib.kg_group_set(7, 0, ffi.new("unsigned int[]", [ADJ_PEER1, ADJ_C1]), 2) == 0
+    s = spread()
+    assert set(s) == {PEER1, peer_c1} and min(s.values()) > 800
+
+
+def test_fragments_of_a_datagram_take_one_path():
+    """Ports are not hashed for any fragment (MF or offset), as Linux."""
+    whole = IP(src="10.0.0.2", dst="10.3.0.9", id=4242) / UDP(sport=7, dport=9) / Raw(b"q" * 64)
+    for sport in range(40):
+        whole[UDP].sport = sport
+        first = IP(bytes(whole))
+        first.flags = "MF"
+        del first.chksum
+        later = IP(src="10.0.0.2", dst="10.3.0.9", id=4242, frag=3, proto=17) / Raw(b"q" * 24)
+        a = classify(0, bytes(ether() / first))[0]
+        b = classify(0, bytes(ether() / later))[0]
+        assert a.name == b.name == "forward:1" and a.mac == b.mac
+
+
+def test_source_neighbour_is_heard_or_flagged_as_moved():
+    """A frame from a neighbour's address with another source MAC than its
+    adjacency's names that adjacency (the control side then has the kernel
+    probe it); the frame itself is forwarded as usual."""
+    # 10.1.0.2 is a neighbour on port 1 with MAC PEER1 (host route to ADJ_PEER1)
+    f = bytes(Ether(dst=MAC1, src=PEER1) / IP(src="10.1.0.2", dst="10.2.9.9") / UDP())
+    lib.kg_route4_add(v4("10.2.9.0"), 24, ADJ_OTHER)     # back to port 0
+    try:
+        v = classify(1, f)[0]
+        assert v.name == "forward:0" and v.moved == 0 and v.heard == ADJ_PEER1
+        moved = bytes(Ether(dst=MAC1, src="02:00:00:00:00:77") / IP(src="10.1.0.2", dst="10.2.9.9") / UDP())
+        v = classify(1, moved)[0]
+        assert v.name == "forward:0" and v.moved == ADJ_PEER1 and v.heard == 0
+        # on another port than the adjacency's, it says nothing
+        v = classify(0, bytes(Ether(dst=MAC0, src="02:00:00:00:00:77") / IP(src="10.1.0.2", dst="10.2.9.9")
+                              / UDP()))[0]
+        assert v.moved == 0 and v.heard == 0
+    finally:
+        lib.kg_route4_del(v4("10.2.9.0"), 24)
+
+
+def test_ipv6_egress_mtu_is_the_interfaces_ipv6_mtu():
+    big = bytes(ether() / IPv6(src="2001:db8:0::2", dst="2001:db8:1::2") / UDP() / Raw(b"m" * 1352))
+    assert verdict(big) == "forward:1"                      # 1400 bytes of IPv6
+    assert lib.kg_fib_port_mtu6(1, 1280) == 0
+    try:
+        assert verdict(big) == "punt:mtu"
+        assert verdict(frame4(payload=b"y" * 1400)) == "forward:1"   # IPv4 keeps the port's MTU
+    finally:
+        lib.kg_fib_port_mtu6(1, 0)
+    assert verdict(big) == "forward:1"
+
+
+def test_reason_names_come_from_c():
+    from kni_gw import dataplane
+    assert dataplane.PUNT_REASONS[lib.KG_PUNT_TABLE_FULL] == "table_full"
+    assert dataplane.DROP_REASONS[lib.KG_DROP_POLICED] == "policed"
+    assert len(set(dataplane.PUNT_REASONS)) == lib.KG_PUNT_MAX
+    assert set(dataplane.RX_DROPS) | set(dataplane.EXC_DROPS) | set(dataplane.TX_DROPS) == \
+        set(dataplane.DROP_REASONS)

@@ -211,3 +211,47 @@ def test_dns_allow():
                      ncpus=2)
     with pytest.raises(ConfigError, match="need --dns-zone"):
         build_config(BASE + ["--dns-allow", "10.0.0.0/8"], ncpus=2)
+
+
+# ------------------------------------------------------------ route tables and memory
+
+def test_tables_sized_to_the_memory_eal_has():
+    from kni_gw.config import MiB, TABLE_LADDER
+    from kni_gw.dataplane import fib_size
+
+    def need(t):
+        return fib_size(t.routes4, t.tbl8s4, t.routes6, t.tbl8s6)
+
+    # hugepages: 1 GiB free, the largest step
+    cfg = build_config(BASE, ncpus=2)
+    preflight(cfg, host(hugepages_free_bytes=1024 * MiB))
+    assert (cfg.tables.routes4, cfg.tables.routes6) == TABLE_LADDER[0]
+    # -m 256: a smaller step, which fits beside the mbufs
+    cfg = build_config(BASE + ["-m", "256"], ncpus=2)
+    preflight(cfg, host())
+    assert (cfg.tables.routes4, cfg.tables.routes6) in TABLE_LADDER[1:]
+    assert need(cfg.tables) < 256 * MiB and "sized to EAL's 256 MiB" in cfg.memory_note
+    # --no-huge without -m: kni-gw gives EAL the memory, and says so
+    cfg = build_config(BASE + ["--no-huge"], ncpus=2)
+    preflight(cfg, host(hugepages_free=0))
+    m = int(cfg.eal_argv[cfg.eal_argv.index("-m") + 1])
+    assert m * MiB > need(cfg.tables) and "--no-huge without -m: EAL gets -m" in cfg.memory_note
+    # --no-huge with -m: as given
+    cfg = build_config(BASE + ["--no-huge", "-m", "512"], ncpus=2)
+    preflight(cfg, host(hugepages_free=0))
+    assert cfg.eal_argv.count("-m") == 1
+
+
+def test_max_routes():
+    cfg = build_config(BASE + ["--max-routes", "2048,1024"], ncpus=2)
+    preflight(cfg, host())
+    assert (cfg.tables.routes4, cfg.tables.routes6) == (2048, 1024)
+    cfg = build_config(BASE + ["--max-routes", "0x10000"], ncpus=2)
+    assert (cfg.max_routes.routes4, cfg.max_routes.routes6) == (65536, 16384)
+    for bad in ("12", "1024,1024,1024", "many", "1024,x"):
+        with pytest.raises(ConfigError, match="--max-routes"):
+            build_config(BASE + ["--max-routes", bad], ncpus=2)
+    with pytest.raises(ConfigError, match="the route tables need .* MiB and EAL has 200 MiB"):
+        preflight(build_config(BASE + ["-m", "200", "--max-routes", "1048576,262144"], ncpus=2), host())
+    with pytest.raises(ConfigError, match="too little for the route tables"):
+        preflight(build_config(BASE + ["-m", "100"], ncpus=2), host())
