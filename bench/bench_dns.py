@@ -1,32 +1,43 @@
 #!/usr/bin/env python3
-"""DNS responder benchmark (issue: DNS). Run as root:
+"""DNS responder benchmark, beside NSD. Run as root (alone: benchmarks must
+not run beside each other):
 
-  sudo .venv/bin/python bench/bench_dns.py [--seconds 5]
+  sudo flock /tmp/kni-bench.lock .venv/bin/python bench/bench_dns.py [--seconds 5]
 
-dnsperf (Debian's) from the peer namespace queries kni-gw's responder on
-vEth0's address: the queries cross the wire (veth), port 0, the exception
-path and the kernel; the answers come back the same way. Beside it, in the
-same run, the same responder on loopback without the gateway
-(python -m kni_gw.dns). Prints QPS at full load (dnsperf -c 4 -q 100) and
-latency percentiles at a fixed 2000 QPS (dnsperf -v), for both.
+dnsperf (Debian's), from one client namespace and with one query file,
+queries in the same run:
+
+* kni-gw through the gateway: vEth0's address, across the wire (veth),
+  port 0, the exception path and the kernel, and back;
+* NSD 4 (minimal-responses, one server process) in a namespace of its own
+  reached over a plain veth pair, serving the same zone;
+* kni-gw's responder alone (python -m kni_gw.dns) in that same namespace,
+  over the same veth pair.
+
+Prints QPS at full load (dnsperf -c 4 -q 100) and latency percentiles at a
+fixed 2000 QPS (dnsperf -Q 2000 -v) for each, and the ratios.
 """
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import sh, wait_for  # noqa: E402
 from tests.integration.harness import Gateway, Topology, veth_up  # noqa: E402
+from tests.integration.nsd import Nsd  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZONE = os.path.join(TOP, "examples", "example.zone")
 QUERIES = ["www.example.test A", "gw.example.test AAAA", "example.test MX", "txt.example.test TXT",
            "nope.example.test A", "x.dyn.example.test A", "_http._tcp.example.test SRV",
-           "host.sub.example.test A"]
+           "host.sub.example.test A", "example.test NS", "host.example.test MX"]
+SIDE = "172.31.250"          # the plain veth between the client and the NSD namespace
 
 
 def dnsperf(ns, server, port, qfile, seconds, extra=()):
@@ -43,11 +54,16 @@ def qps(out):
 
 def percentiles(out):
     lat = sorted(float(x) for x in re.findall(r"^> \w+ \S+ \S+ ([\d.]+)$", out, re.M))
-    if not lat:
+    if len(lat) < 100:
         return "no samples"
     q = statistics.quantiles(lat, n=100)
-    return (f"p50 {q[49] * 1e6:.0f} us, p90 {q[89] * 1e6:.0f} us, p99 {q[98] * 1e6:.0f} us "
-            f"({len(lat)} queries)")
+    return f"p50 {q[49] * 1e6:.0f} us, p90 {q[89] * 1e6:.0f} us, p99 {q[98] * 1e6:.0f} us ({len(lat)} queries)"
+
+
+def measure(ns, server, port, qfile, seconds):
+    q, lost = qps(dnsperf(ns, server, port, qfile, seconds, ["-c", "4", "-q", "100"]))
+    lat = percentiles(dnsperf(ns, server, port, qfile, 3, ["-Q", "2000", "-v"]))
+    return q, lost, lat
 
 
 def main() -> int:
@@ -57,42 +73,73 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
         return 2
-    qfile = "/tmp/kgbench-dns-queries.txt"
+    tmp = tempfile.mkdtemp(prefix="kgbench-dns-")
+    qfile = os.path.join(tmp, "queries.txt")
     with open(qfile, "w") as f:
         f.write("\n".join(QUERIES) + "\n")
     topo = Topology(1)
+    client = topo.peers[0]
+    side = f"{topo.tag}-nsd"
+    nsd = standalone = None
+    rows = []
     try:
-        # beside it: the same responder, loopback, no gateway
-        standalone = subprocess.Popen(["ip", "netns", "exec", topo.peers[0], sys.executable, "-m",
-                                       "kni_gw.dns", "--zone", ZONE, "--port", "5300"],
+        # the reference: NSD in its own namespace, over a plain veth pair
+        sh("ip", "netns", "add", side)
+        topo._cleanups.append(lambda: sh("ip", "netns", "del", side, check=False))
+        sh("ip", "link", "add", "n0", "netns", client, "type", "veth", "peer", "name", "n1", "netns", side)
+        sh("ip", "addr", "add", f"{SIDE}.2/24", "dev", "n0", ns=client)
+        sh("ip", "link", "set", "n0", "up", ns=client)
+        sh("ip", "addr", "add", f"{SIDE}.1/24", "dev", "n1", ns=side)
+        sh("ip", "link", "set", "n1", "up", ns=side)
+        sh("ip", "link", "set", "lo", "up", ns=side)
+        nsd = Nsd(side, os.path.join(tmp, "nsd"), [ZONE], addr=f"{SIDE}.1", port=53)
+        wait_for(lambda: "NOERROR" in sh("dig", f"@{SIDE}.1", "+time=1", "+tries=1", "gw.example.test",
+                                         ns=client, check=False).stdout, what="nsd over the veth")
+        rows.append(("NSD (C), plain veth", *measure(client, f"{SIDE}.1", 53, qfile, args.seconds)))
+        nsd.close()
+        nsd = None
+
+        standalone = subprocess.Popen(["ip", "netns", "exec", side, sys.executable, "-m", "kni_gw.dns",
+                                       "--zone", ZONE, "--listen", f"{SIDE}.1", "--port", "5300"],
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=TOP)
         assert standalone.stdout.readline().strip() == "ready"
-        lo_q, lo_lost = qps(dnsperf(topo.peers[0], "127.0.0.1", 5300, qfile, args.seconds, ["-c", "4", "-q", "100"]))
-        lo_lat = percentiles(dnsperf(topo.peers[0], "127.0.0.1", 5300, qfile, 3, ["-Q", "2000", "-v"]))
-        standalone.kill()
+        rows.append(("kni-gw responder alone, plain veth",
+                     *measure(client, f"{SIDE}.1", 5300, qfile, args.seconds)))
+        standalone.terminate()
+        standalone.wait(timeout=10)
+        standalone = None
 
         gw = Gateway(topo, ["-p", "0x1", "--config", "(0,0,1)", "--dns-zone", ZONE])
         try:
             gw.wait_ready()
             veth_up(topo, 0, "192.168.0.1/24")
-            sh("ip", "addr", "add", "192.168.0.2/24", "dev", "p0", ns=topo.peers[0])
+            sh("ip", "addr", "add", "192.168.0.2/24", "dev", "p0", ns=client)
             wait_for(lambda: "NOERROR" in sh("dig", "@192.168.0.1", "+time=1", "+tries=1", "gw.example.test",
-                                             ns=topo.peers[0], check=False).stdout, what="responder up")
-            gw_q, gw_lost = qps(dnsperf(topo.peers[0], "192.168.0.1", 53, qfile, args.seconds, ["-c", "4", "-q", "100"]))
-            gw_lat = percentiles(dnsperf(topo.peers[0], "192.168.0.1", 53, qfile, 3, ["-Q", "2000", "-v"]))
+                                             ns=client, check=False).stdout, what="responder up")
+            rows.append(("kni-gw through the gateway (vEth0)",
+                         *measure(client, "192.168.0.1", 53, qfile, args.seconds)))
             s = gw.stats()
         finally:
             gw.stop()
-        print("== DNS: dnsperf -c 4 -q 100, 8 query names (answers, NXDOMAIN, referral), same run")
-        print(f"  responder on loopback, no gateway   {lo_q:9.0f} QPS (lost {lo_lost}); at 2000 QPS: {lo_lat}")
-        print(f"  through kni-gw (wire, vEth0)        {gw_q:9.0f} QPS (lost {gw_lost}); at 2000 QPS: {gw_lat}")
-        print(f"  ratio gateway / loopback            {gw_q / lo_q:.2f}")
+        print(f"== DNS: dnsperf -c 4 -q 100 for {args.seconds} s, then -Q 2000; {len(QUERIES)} queries "
+              "(answers, CNAME chain, NXDOMAIN, wildcard, referral, NS with additional), same run")
+        for name, q, lost, lat in rows:
+            print(f"  {name:38} {q:9.0f} QPS (lost {lost}); at 2000 QPS: {lat}")
+        ref = rows[0][1] or 1
+        print(f"  ratio responder alone / NSD          {rows[1][1] / ref:.2f}")
+        print(f"  ratio gateway / NSD                  {rows[2][1] / ref:.2f}")
+        print(f"  ratio gateway / responder alone      {rows[2][1] / (rows[1][1] or 1):.2f}")
         p = s["ports"][0]
         print(f"  gateway counters: dns queries {s['dns'].get('queries')}, to_kernel {p['to_kernel']}, "
               f"from_kernel {p['from_kernel']}, drops {{{', '.join(f'{k}={v}' for k, v in p['drops'].items() if v)}}}")
         return 0
     finally:
+        if standalone is not None:
+            standalone.kill()
+        if nsd is not None:
+            nsd.close()
         topo.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ Gateway options:
   --dns-port N            DNS port [53]
   --dns-listen ADDR       listen there instead of on the vEth addresses
                           (which are followed as they come and go), repeatable
-  --dns-forward ADDR[:PORT]  proxy names outside the zones there (else REFUSED)
+  --dns-forward ADDR[:PORT]  proxy names outside the zones there (else REFUSED),
+                          for the clients on the vEth networks only
+  --dns-allow PREFIX      also let these clients use --dns-forward; repeatable
   -h, --help              this help
 
 EAL options (passed to DPDK as given; the full EAL argv is logged at start):

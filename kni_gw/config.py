@@ -14,6 +14,7 @@ In the sample form everything before ``--`` goes to EAL untouched and EAL's
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -49,9 +50,10 @@ APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
     "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police", "--metrics",
+    "--dns-allow",
     "--max-routes",
 }
-APP_REPEATABLE = {"dns_zone", "dns_listen", "police"}
+APP_REPEATABLE = {"dns_zone", "dns_listen", "dns_allow", "police"}
 
 # Control-plane policing defaults, per port: class -> (frames/s, burst).
 # 0 = not policed. "transit" is traffic the kernel forwards for routes the
@@ -179,6 +181,7 @@ class RunConfig:
     dns_port: int = 53
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
+    dns_allow: List[str] = dataclasses.field(default_factory=list)
     police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
     metrics: Optional[str] = None
     max_routes: Optional[TableSizes] = None   # --max-routes; None: sized at preflight
@@ -497,8 +500,17 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_forward = str(opts["dns_forward"])
         if not re.fullmatch(r"[0-9.]+(:\d+)?|\[[0-9a-fA-F:]+\](:\d+)?|[0-9a-fA-F:]+", dns_forward):
             raise ConfigError(f"--dns-forward {dns_forward!r}: an address, e.g. 192.0.2.53 or [2001:db8::53]:5353")
-    if (opts.get("dns_listen") or "dns_forward" in opts or "dns_port" in opts) and not opts.get("dns_zone"):
-        raise ConfigError("--dns-listen/--dns-port/--dns-forward need --dns-zone FILE")
+    if (opts.get("dns_listen") or "dns_forward" in opts or "dns_port" in opts or opts.get("dns_allow")) \
+            and not opts.get("dns_zone"):
+        raise ConfigError("--dns-listen/--dns-port/--dns-forward/--dns-allow need --dns-zone FILE")
+    dns_allow = [str(a) for a in opts.get("dns_allow", [])]
+    if dns_allow and dns_forward is None:
+        raise ConfigError("--dns-allow only matters with --dns-forward (it widens who may use it)")
+    for a in dns_allow:
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except ValueError:
+            raise ConfigError(f"--dns-allow {a!r}: a prefix, e.g. 192.0.2.0/24 or 2001:db8::/32") from None
     for z in opts.get("dns_zone", []):
         if not os.path.isfile(z):
             raise ConfigError(f"--dns-zone {z}: no such file")
@@ -540,6 +552,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_port=_bounded(opts, "dns_port", 53, 1, 65535),
         dns_listen=list(opts.get("dns_listen", [])),
         dns_forward=dns_forward,
+        dns_allow=dns_allow,
         police=parse_police(opts.get("police", [])),
         metrics=metrics,
         max_routes=parse_max_routes(str(opts["max_routes"])) if "max_routes" in opts else None,

@@ -7,6 +7,7 @@ socket and a signal wake-up pipe. Signal handlers only record the signal.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import os
 import selectors
@@ -234,29 +235,34 @@ class Gateway:
 
     # ------------------------------------------------------------ DNS
     def _start_dns(self) -> None:
-        from .dns import DnsServer, ZoneError, parse_hostport
+        from .dns import DnsServer, ZoneError, parse_hostport, parse_prefix
         cfg = self.cfg
         try:
             self.dns = DnsServer(cfg.dns_zones, cfg.dns_port,
-                                 parse_hostport(cfg.dns_forward) if cfg.dns_forward else None)
+                                 parse_hostport(cfg.dns_forward) if cfg.dns_forward else None,
+                                 allow=[parse_prefix(a) for a in cfg.dns_allow])
         except ZoneError as e:
             raise ConfigError(f"--dns-zone: {e}") from None
         if cfg.dns_listen:
             self.dns.listen([parse_hostport(a)[0] for a in cfg.dns_listen])
-        else:
-            # the vEth addresses, as they come and go
-            self.addr_events = EventSocket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, rcvbuf=1 << 20)
-            self._dns_follow()
+        # the vEth addresses as they come and go: listened on (unless
+        # --dns-listen), and their networks are who may use --dns-forward
+        self.addr_events = EventSocket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, rcvbuf=1 << 20)
+        self._dns_follow()
 
     def _dns_follow(self) -> None:
         idx = {st.index for st in self.sync.state.values()}
-        addrs = []
+        addrs, nets = [], []
         for m in self.sync.nl.get_addr():
             a = m.get_attr("IFA_ADDRESS")
-            if m["index"] in idx and a and not a.startswith("fe80"):
-                addrs.append(a)
+            if m["index"] in idx and a:
+                nets.append(ipaddress.ip_network(f"{a.split('%')[0]}/{m['prefixlen']}", strict=False))
+                if not a.startswith("fe80"):
+                    addrs.append(a)
         log.debug("dns: vEth addresses now %s", addrs or "none")
-        self.dns.listen(addrs)
+        self.dns.set_connected(nets)
+        if not self.cfg.dns_listen:
+            self.dns.listen(addrs)
 
     def _dns_fd(self, fd: int, add: bool) -> None:
         if not hasattr(self, "sel"):

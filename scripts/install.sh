@@ -24,11 +24,12 @@ fi
 # DPDK 22.11 and its headers, a compiler, Python with venv, and the tools the
 # demo and the tests drive (iproute2, ping, pkill, tcpdump, dig, testpmd,
 # dnsperf, shellcheck, clang with libFuzzer for the fuzz test, BIRD and FRR
-# for the routing daemon tests).
+# for the routing daemon tests, NSD as the reference DNS server of the
+# differential test and the DNS benchmark).
 pkgs=(dpdk dpdk-dev libdpdk-dev pkg-config gcc libc6-dev make
 	python3 python3-venv python3-dev
 	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool shellcheck util-linux dnsperf
-	clang-14 libclang-rt-14-dev bird2 frr systemd)
+	clang-14 libclang-rt-14-dev bird2 frr systemd nsd)
 if [ "$apt" = 1 ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do
@@ -40,6 +41,11 @@ if [ "$apt" = 1 ]; then
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			"${missing[@]}" >/dev/null
+		# NSD is only the tests' oracle, started by them in a namespace: the
+		# package's own service would hold port 53 on this host
+		if [[ " ${missing[*]} " == *" nsd "* ]]; then
+			systemctl disable --now nsd >/dev/null 2>&1 || true
+		fi
 	fi
 fi
 

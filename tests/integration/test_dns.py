@@ -180,6 +180,24 @@ def test_outside_the_zones_is_forwarded_and_times_out(dns):
     assert s["forward_answers"] >= 1 and s["forward_timeouts"] >= 1
 
 
+def test_forwarding_only_for_the_veth_networks(dns):
+    """--dns-forward serves the networks on the vEth interfaces (the ACL's
+    default): a client from elsewhere gets REFUSED for a name outside the
+    zones, and the zones' answers as everyone does."""
+    topo, gw, _ = dns
+    # the peer's 10.0.0.2 is not on vEth0's network; the answers go back on-link
+    sh("ip", "route", "replace", "10.0.0.2/32", "dev", "vEth0", ns=topo.gw)
+    before = gw.stats()["dns"]
+    d = dig(topo, "-b", "10.0.0.2", "example.org", "A")
+    assert d.status == "REFUSED" and d.rr() == [], d.out
+    d = dig(topo, "-b", "10.0.0.2", "www.example.test")
+    assert d.status == "NOERROR" and d.rr()[-1] == ("host.example.test.", "A", "192.168.0.80")
+    d = dig(topo, "-b", "192.168.0.2", "example.org", "A")
+    assert d.status == "NOERROR" and d.rr() == [("example.org.", "A", "203.0.113.7")]
+    after = gw.stats()["dns"]
+    assert after["forward_refused"] - before.get("forward_refused", 0) == 1
+
+
 def test_reload_good_and_bad(dns):
     topo, gw, tmp = dns
     zone = tmp / "example.zone"

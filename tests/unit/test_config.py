@@ -1,5 +1,7 @@
 """Command-line parsing and every refusal that can be decided before EAL
 starts. No root, no DPDK."""
+import os
+
 import pytest
 
 from kni_gw.config import (
@@ -194,6 +196,21 @@ def test_backend_choice_and_unavailable_backends():
 def test_veth_name_taken():
     with pytest.raises(ConfigError, match="interface vEth0 already exists"):
         preflight(build_config(BASE, ncpus=2), host(taken_ifnames={"vEth0"}))
+
+
+def test_dns_allow():
+    z = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "examples", "example.zone")
+    cfg = build_config(BASE + ["--dns-zone", z, "--dns-forward", "192.0.2.53", "--dns-allow", "10.0.0.0/8",
+                               "--dns-allow=2001:db8::/32"], ncpus=2)
+    assert cfg.dns_allow == ["10.0.0.0/8", "2001:db8::/32"]
+    with pytest.raises(ConfigError, match="--dns-allow only matters with --dns-forward"):
+        build_config(BASE + ["--dns-zone", z, "--dns-allow", "10.0.0.0/8"], ncpus=2)
+    with pytest.raises(ConfigError, match="--dns-allow '10.0.0.0/33': a prefix"):
+        build_config(BASE + ["--dns-zone", z, "--dns-forward", "192.0.2.53", "--dns-allow", "10.0.0.0/33"],
+                     ncpus=2)
+    with pytest.raises(ConfigError, match="need --dns-zone"):
+        build_config(BASE + ["--dns-allow", "10.0.0.0/8"], ncpus=2)
 
 
 # ------------------------------------------------------------ route tables and memory
