@@ -110,8 +110,9 @@ class TableSizes:
     @property
     def tbl8s6(self) -> int:
         # a prefix longer than /24 needs a group per 8 bits below /24 that
-        # it does not share: about one per route in a real table
-        return min(max(self.routes6, 1024), 1 << 20)
+        # it does not share: about one per route in a real table (a /48 in
+        # a /40 of its own under a shared /32 takes 1 to 2)
+        return min(max(self.routes6 * 5 // 4, 1024), 1 << 21)
 
     def describe(self) -> str:
         return f"{self.routes4} IPv4 + {self.routes6} IPv6 routes"

@@ -158,14 +158,15 @@ class Mirror:
         fam = m["family"]
         if fam not in (V4, V6) or m["flags"] & RTM_F_CLONED:
             return None
-        table = m.get_attr("RTA_TABLE") or m["table"]
+        a = m.attrs
+        table = a.get("RTA_TABLE") or m["table"]
         if table not in (MAIN, LOCAL):
             return None
         plen = m["dst_len"]
-        addr = m.get_attr("RTA_DST") or bytes(bits(fam) // 8)
+        addr = a.get("RTA_DST") or bytes(bits(fam) // 8)
         key: Prefix = (fam, masked(fam, addr, plen), plen)
-        r = self._kroute(m, fam)
-        rid = (m.get_attr("RTA_PRIORITY") or 0, m["tos"])
+        r = self._kroute(m, a, fam)
+        rid = (a.get("RTA_PRIORITY") or 0, m["tos"])
         tables = self.routes.get(key)
         if m["event"] == "RTM_DELROUTE":
             if tables is None or table not in tables or rid not in tables[table]:
@@ -230,9 +231,16 @@ class Mirror:
             self.nh_users[r.nhid].add(key)
         return key
 
-    def _kroute(self, m, fam: int) -> KRoute:
-        nhid = m.get_attr("RTA_NH_ID") or 0
-        special = bool(m.get_attr("RTA_ENCAP_TYPE")) or RTAX_MTU in (m.get_attr("RTA_METRICS") or {})
+    def _kroute(self, m, a: dict, fam: int) -> KRoute:
+        nhid = a.get("RTA_NH_ID") or 0
+        special = "RTA_ENCAP_TYPE" in a or RTAX_MTU in (a.get("RTA_METRICS") or ())
+        if not nhid and "RTA_MULTIPATH" not in a and "RTA_VIA" not in a:
+            # the common case, quickly: one next hop
+            if "RTA_OIF" not in a and "RTA_GATEWAY" not in a:
+                return KRoute(m["type"], m["tos"], (), 0, special)
+            gw = a.get("RTA_GATEWAY")
+            return KRoute(m["type"], m["tos"], (Hop(a.get("RTA_OIF") or 0, fam if gw else 0, gw or None, 1,
+                                                    bool(m["flags"] & RTNH_F_DEAD)),), 0, special)
         hops: List[Hop] = []
         if not nhid:
             mp = m.get_attr("RTA_MULTIPATH")
