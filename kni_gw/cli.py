@@ -132,17 +132,6 @@ def commands() -> None:
     pass
 
 
-def _rates_text(view: dict) -> str:
-    lines = []
-    for p in view["ports"]:
-        r = p.get("rates")
-        if r:
-            lines.append(f"port {p['port']}: rx {r['rx_pps']:,.0f} pps {r['rx_bps'] / 1e6:,.2f} Mbit/s, "
-                         f"tx {r['tx_pps']:,.0f} pps {r['tx_bps'] / 1e6:,.2f} Mbit/s, "
-                         f"forwarded {r['forwarded_pps']:,.0f} pps, to kernel {r['to_kernel_pps']:,.0f} pps")
-    return "\n".join(lines) or "rates: not yet (one second of samples needed)"
-
-
 @commands.command("stats")
 @click.option("--file-prefix", default="kni-gw", show_default=True,
               help="the running instance's EAL --file-prefix")
@@ -152,10 +141,11 @@ def _rates_text(view: dict) -> str:
 def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> None:
     """Counters of a running kni-gw, read from another shell (root)."""
     import json
+    import shutil
     import time
 
     from .control import query
-    from .stats import render_table
+    from .stats import render_rates, render_text
 
     def get() -> dict:
         try:
@@ -167,23 +157,27 @@ def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> 
         return
     if not watch:
         v = get()
-        click.echo(render_table(v), nl=False)
-        click.echo(_rates_text(v))
+        # a terminal: fit its width; a pipe or a file: one line per port
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        click.echo(render_text(v, width) + render_rates(v, width), nl=False)
         return
-    from rich.console import Group
+    from rich.console import Console
     from rich.live import Live
     from rich.text import Text
+
+    console = Console()
 
     def frame():
         v = get()
         if as_json:
             return Text(json.dumps(v, sort_keys=True))
-        return Group(Text(render_table(v)), Text(_rates_text(v)))
+        width = console.size.width  # read each time: the terminal may be resized
+        return Text(render_text(v, width) + render_rates(v, width), end="")
     try:
-        with Live(frame(), refresh_per_second=4, screen=False) as live:
+        with Live(frame(), console=console, auto_refresh=False, vertical_overflow="visible") as live:
             while True:
                 time.sleep(interval)
-                live.update(frame())
+                live.update(frame(), refresh=True)
     except KeyboardInterrupt:
         pass
 

@@ -11,6 +11,7 @@ import logging
 import os
 import selectors
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from .dataplane import Dataplane
 from .exception_path import KernelSync
 from .control import ControlServer, MetricsServer, with_rates
 from .netlink import EventSocket, FibMirror
-from .stats import Stats, render_json, render_table
+from .stats import Stats, render_json, render_text
 
 log = logging.getLogger("kni-gw")
 
@@ -42,6 +43,7 @@ class Gateway:
         self.stats: Stats
         self.pending: Deque[int] = collections.deque()
         self.stopping = False
+        self.started = time.time()
 
     # ------------------------------------------------------------ signals
     def _on_signal(self, signum, frame) -> None:
@@ -185,7 +187,8 @@ class Gateway:
         self.police_prev = cur
 
     def _extra(self) -> dict:
-        extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix}
+        extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix,
+                 "started": self.started}
         if self.dns is not None:
             extra["dns"] = self.dns.stats.view()
         return extra
@@ -213,7 +216,11 @@ class Gateway:
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
             view = self.stats.current(self._extra())
-            out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
+            if self.cfg.stats_format == "json":
+                out = render_json(view) + "\n"
+            else:
+                # a terminal: fit its width; a file or the journal: one line per port
+                out = render_text(view, shutil.get_terminal_size().columns if sys.stdout.isatty() else None)
             sys.stdout.write(out)
             sys.stdout.flush()
         elif signum == signal.SIGUSR2:

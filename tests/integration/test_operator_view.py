@@ -1,0 +1,119 @@
+"""What an operator sees: the SIGUSR1 dump in a file (the journal's case)
+and `kni-gw stats` / `--watch` in an 80-column terminal (tmux), after
+hostile traffic that fills many drop and punt reasons. Nothing is cut:
+every counter the control socket reports appears whole."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from .harness import kni_gw_bin, sh, veth_up, wait_for
+from .pktio import write_frames
+from .test_differential import MAC0, PKTIO
+from .test_hostile import hostile
+
+KNI_COLUMNS = ("Port", "Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets", "tx_dropped")
+STAMP = re.compile(r"^kni-gw statistics at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4},\s+up \d", re.M)
+
+
+def stats_json(prefix):
+    r = subprocess.run([kni_gw_bin(), "stats", "--json", "--file-prefix", prefix],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def counters(view):
+    """Every non-zero counter of every port, as text a person must see whole."""
+    out = set()
+    for p in view["ports"]:
+        for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "to_kernel", "from_kernel",
+                  "kernel_dropped", "forwarded"):
+            out.add(str(p[k]))
+        for group in ("drops", "punts", "policed"):
+            out |= {f"{r}={n}" for r, n in p[group].items() if n}
+    return out
+
+
+def assert_whole(text, view, width=None):
+    assert "…" not in text and "..." not in text, text
+    assert not set(text) & set("┃│┏━┡╇└─"), text
+    if width:
+        assert max(len(line) for line in text.splitlines()) <= width, text
+    words = set(re.findall(r"\S+", text.replace(",", " ")))
+    missing = {c for c in counters(view) if c not in words}
+    assert not missing, (missing, text)
+    for col in KNI_COLUMNS + ("to_kernel", "from_kernel", "kernel_dropped", "forwarded"):
+        assert col in words, (col, text)
+
+
+def send_hostile(topo, tmp):
+    """10,000 hostile frames (test_hostile's), addressed to port 0's MAC."""
+    mac = bytes.fromhex(json.loads(sh("ip", "-j", "link", "show", "vEth0", ns=topo.gw).stdout)[0]
+                        ["address"].replace(":", ""))
+    mac0 = bytes.fromhex(MAC0.replace(":", ""))
+    frames = [mac + f[6:] if f[:6] == mac0 else f for f in hostile()]
+    path = os.path.join(tmp, "hostile.bin")
+    write_frames(path, frames)
+    sh(sys.executable, PKTIO, "send", "p0", path, "25", ns=topo.peers[0], timeout=300)
+
+
+def test_sigusr1_into_a_file_and_stats_at_80_columns(topo, gateways):
+    assert shutil.which("tmux"), "tmux is not installed (scripts/install.sh installs it)"
+    tmp = tempfile.mkdtemp(prefix="kgview")
+    dump = open(os.path.join(tmp, "stdout.txt"), "w")
+    tmux = ["tmux", "-L", f"{topo.tag}-tmux"]
+    try:
+        gw = gateways(topo, ["-p", "0x1", "--config", "(0,0,1)", "--police", "multicast=200:20",
+                             "--police", "other=200:20"], stats_json=False, stdout=dump).wait_ready()
+        veth_up(topo)
+        send_hostile(topo, tmp)
+        view = wait_for(lambda: (lambda v: v if v["ports"][0]["hw"]["to_kernel_fifo_used"] == 0 and
+                                 v["mbufs_in_use"] <= 1100 else None)(stats_json(gw.prefix)),
+                        what="the gateway idle again")
+        p = view["ports"][0]
+        assert sum(1 for n in p["drops"].values() if n) >= 4, p["drops"]
+        assert sum(1 for n in p["punts"].values() if n) >= 5, p["punts"]
+
+        # SIGUSR1 into a file, twice: each dump has its time and uptime
+        for k in (1, 2):
+            gw.send(signal.SIGUSR1)
+            text = wait_for(lambda: (lambda t: t if t.count("mbufs in use") == k else None)(
+                open(dump.name).read()), what=f"dump {k} in the file")
+        dumps = [d for d in re.split(r"(?=^kni-gw statistics at )", text, flags=re.M) if d.strip()]
+        assert len(dumps) == 2 and all(STAMP.match(d) for d in dumps), text
+        assert_whole(dumps[-1], view)
+        # one line per port with every column, under one header line
+        lines = dumps[-1].splitlines()
+        header = next(ln for ln in lines if ln.startswith("Port"))
+        assert header.split()[:len(KNI_COLUMNS)] == list(KNI_COLUMNS), header
+        row = next(ln for ln in lines if re.match(r"^\s*0\s+0/1/1\s", ln)).split()
+        assert row[2:6] == [str(p[k]) for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped")]
+
+        # `kni-gw stats` and `kni-gw stats --watch` in an 80-column terminal
+        sh(*tmux, "new-session", "-d", "-x", "80", "-y", "60", "-s", "view", "sh")
+        for cmd, what in ((f"{kni_gw_bin()} stats --file-prefix {gw.prefix}", "rates over the last second"),
+                          (f"{kni_gw_bin()} stats --watch --file-prefix {gw.prefix}", "rates over the last second")):
+            sh(*tmux, "send-keys", "-t", "view", "clear; " + cmd, "Enter")
+
+            def pane():
+                t = sh(*tmux, "capture-pane", "-p", "-t", "view").stdout
+                return t if what in t and "mbufs in use" in t else None
+            # rates need a second of samples: the gateway has been up longer than that
+            screen = wait_for(pane, timeout=15, what=f"{cmd} on the screen")
+            now = stats_json(gw.prefix)
+            assert now["ports"][0]["rx_packets"] == p["rx_packets"]   # nothing moved meanwhile
+            assert int(sh(*tmux, "display", "-p", "-t", "view", "#{pane_width}").stdout) == 80
+            assert_whole(screen, view, width=80)
+            assert STAMP.search(screen), screen
+            if "--watch" in cmd:
+                sh(*tmux, "send-keys", "-t", "view", "C-c", "")
+        assert gw.stop() == 0
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
+        dump.close()
+        shutil.rmtree(tmp, ignore_errors=True)
