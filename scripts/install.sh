@@ -23,11 +23,12 @@ fi
 
 # DPDK 22.11 and its headers, a compiler, Python with venv, and the tools the
 # demo and the tests drive (iproute2, ping, pkill, tcpdump, dig, testpmd,
-# dnsperf, shellcheck, clang with libFuzzer for the fuzz test).
+# dnsperf, shellcheck, clang with libFuzzer for the fuzz test, tmux for what a
+# terminal shows).
 pkgs=(dpdk dpdk-dev libdpdk-dev pkg-config gcc libc6-dev make
 	python3 python3-venv python3-dev
 	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool shellcheck util-linux dnsperf
-	clang-14 libclang-rt-14-dev bird2 systemd)
+	clang-14 libclang-rt-14-dev bird2 systemd tmux)
 if [ "$apt" = 1 ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do
