@@ -59,7 +59,9 @@ Gateway options:
                           Defaults: arp/nd/icmp/resolve 20000, dns 300000,
                           local 50000, error/multicast/other 10000, transit
                           not policed
-  --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics
+  --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics (GET or
+                          HEAD); a bare PORT listens on 127.0.0.1 only, give
+                          an address (e.g. 0.0.0.0:9101) to serve elsewhere
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones
   --dns-port N            DNS port [53]

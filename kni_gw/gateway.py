@@ -69,6 +69,14 @@ class Gateway:
         host = HostFacts.read([p.ifname for p in cfg.ports])
         backend = preflight(cfg, host)
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
+        self.metrics = None
+        if cfg.metrics:
+            # bound before EAL starts: a port in use or an address not here
+            # is refused before anything is set up
+            try:
+                self.metrics = MetricsServer(cfg.metrics, self._raw_view)
+            except OSError as e:
+                raise ConfigError(f"--metrics {cfg.metrics}: {e.strerror}") from None
         rfd, wfd = self._install_signals()
         self.dp = Dataplane(cfg, backend)
         self.dp.start()
@@ -97,14 +105,9 @@ class Gateway:
         self.fib.poll_forwarding(self.ifname_of_port)
         self.fib.resync()
         self.stats = Stats(self.dp)
-        self.dns = self.addr_events = self.metrics = None
+        self.dns = self.addr_events = None
         self.rate_prev = self.rate_last = None
         self.control = ControlServer(cfg.file_prefix, self._control_view)
-        if cfg.metrics:
-            try:
-                self.metrics = MetricsServer(cfg.metrics, self._raw_view)
-            except OSError as e:
-                raise ConfigError(f"--metrics {cfg.metrics}: {e.strerror}") from None
         if cfg.dns_zones:
             self._start_dns()
         log.info("ready (pid %d): %s",
@@ -115,9 +118,9 @@ class Gateway:
         sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
         sel.register(self.fib.fileno(), selectors.EVENT_READ, "fib")
         self.sel = sel
-        sel.register(self.control.fileno(), selectors.EVENT_READ, "control")
-        if self.metrics is not None:
-            sel.register(self.metrics.fileno(), selectors.EVENT_READ, "metrics")
+        servers = [self.control] + ([self.metrics] if self.metrics is not None else [])
+        for srv in servers:
+            srv.attach(sel)
         if self.dns is not None:
             self.dns.on_fd_change = self._dns_fd
             for fd in list(self.dns.fds):
@@ -130,8 +133,15 @@ class Gateway:
         self._log_policing()      # the baseline
         while True:
             timeout = LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S
-            for key, _ in sel.select(timeout):
-                if key.data == "signal":
+            now = time.monotonic()
+            for srv in servers:
+                nxt = srv.expire(now)
+                if nxt is not None:
+                    timeout = min(timeout, max(nxt - now, 0.0))
+            for key, mask in sel.select(timeout):
+                if callable(key.data):           # a control or metrics connection
+                    key.data(key, mask)
+                elif key.data == "signal":
                     try:
                         while os.read(rfd, 512):
                             pass
@@ -141,10 +151,6 @@ class Gateway:
                     self.sync.on_readable()
                 elif key.data == "fib":
                     self.fib.on_readable()
-                elif key.data == "control":
-                    self.control.on_ready()
-                elif key.data == "metrics":
-                    self.metrics.on_ready()
                 elif key.data == "dns":
                     self.dns.on_ready(key.fd)
                 elif key.data == "addr":
