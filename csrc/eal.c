@@ -165,8 +165,13 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 			uint64_t hz = rte_get_tsc_hz();
 
 			memset(b, 0, sizeof(*b));
-			if (cfg->police_pps[c] == 0)
-				continue;      /* unlimited */
+			if (cfg->police_pps[c] == KG_POLICE_UNLIMITED)
+				continue;      /* cost 0: not policed */
+			if (cfg->police_pps[c] == 0) {
+				/* drop all: no credit ever reaches the cost */
+				b->cost = UINT64_MAX;
+				continue;
+			}
 			b->cost = hz / cfg->police_pps[c];
 			if (b->cost == 0)
 				b->cost = 1;

@@ -53,6 +53,7 @@
 #define KG_POLICE_TRANSIT 8     /* forwarded by the kernel: other routes, MTU, ... */
 #define KG_POLICE_OTHER 9       /* not ours, martian, VLAN, other ethertypes */
 #define KG_POLICE_MAX 10
+#define KG_POLICE_UNLIMITED 4294967295 /* police_pps: not policed (0 drops the whole class) */
 
 /* Why a frame went to the kernel (DESIGN.md section 2). Values below
  * KG_NH_FIRST_ADJ stored as an LPM next hop mean "punt for this reason". */
@@ -145,7 +146,8 @@ struct kg_config {
 	unsigned int mbufs;       /* 0: computed; out: the pool size made */
 	unsigned int mbuf_cache;  /* out */
 	struct kg_fib_conf fib;
-	unsigned int police_pps[10];   /* per KG_POLICE_* class, per port; 0 = unlimited */
+	unsigned int police_pps[10];   /* per KG_POLICE_* class, per port; 0 = drop all,
+	                                  KG_POLICE_UNLIMITED = not policed */
 	unsigned int police_burst[10];
 };
 

@@ -55,7 +55,9 @@ Gateway options:
   --police CLASS=PPS[:BURST]
                           rate of frames punted to the kernel, per port and
                           class (arp nd icmp dns local resolve error multicast
-                          transit other); repeatable; --police off disables.
+                          transit other); repeatable. CLASS=off: that class
+                          is not policed; CLASS=0: every frame of it is
+                          dropped; --police off: nothing is policed.
                           Defaults: arp/nd/icmp/resolve 20000, dns 300000,
                           local 50000, error/multicast/other 10000, transit
                           not policed

@@ -53,32 +53,44 @@ APP_WITH_VALUE = {
 APP_REPEATABLE = {"dns_zone", "dns_listen", "police"}
 
 # Control-plane policing defaults, per port: class -> (frames/s, burst).
-# 0 = not policed. "transit" is traffic the kernel forwards for routes the
-# fast path does not take: policing it would cut real traffic.
-POLICE_DEFAULTS = {
+# frames/s None: not policed; 0: every frame of the class dropped. "transit"
+# is traffic the kernel forwards for routes the fast path does not take:
+# policing it would cut real traffic.
+POLICE_DEFAULTS: Dict[str, Tuple[Optional[int], int]] = {
     "arp": (20_000, 1024), "nd": (20_000, 1024), "icmp": (20_000, 1024),
     "dns": (300_000, 4096), "local": (50_000, 2048), "resolve": (20_000, 1024),
-    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (0, 0), "other": (10_000, 512),
+    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (None, 0), "other": (10_000, 512),
 }
 
 
-def parse_police(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
-    """--police CLASS=PPS[:BURST] (repeatable), --police off."""
+def parse_police(items: Sequence[str]) -> Dict[str, Tuple[Optional[int], int]]:
+    """--police CLASS=PPS[:BURST] | CLASS=off | CLASS=0 (repeatable), --police off.
+
+    CLASS=off: that class is not policed; CLASS=0: every frame of it is
+    dropped (a rate of zero); --police off: no class is policed."""
     out = dict(POLICE_DEFAULTS)
     for item in items:
         if item == "off":
-            out = {k: (0, 0) for k in out}
+            out = {k: (None, 0) for k in out}
             continue
-        m = re.fullmatch(r"([a-z]+)=(\d+)(?::(\d+))?", item)
+        m = re.fullmatch(r"([a-z]+)=(?:(off)|(\d+)(?::(\d+))?)", item)
         if not m or m.group(1) not in out:
-            raise ConfigError(f"--police {item!r}: CLASS=PPS[:BURST] with CLASS one of "
+            raise ConfigError(f"--police {item!r}: CLASS=PPS[:BURST], CLASS=off or CLASS=0 with CLASS one of "
                               f"{', '.join(POLICE_DEFAULTS)}, or --police off")
-        pps = int(m.group(2))
-        burst = int(m.group(3)) if m.group(3) else max(1, min(pps // 20, 4096))
+        if m.group(2):
+            out[m.group(1)] = (None, 0)
+            continue
+        pps = int(m.group(3))
+        if pps == 0 and m.group(4):
+            raise ConfigError(f"--police {item}: a rate of 0 drops every frame of {m.group(1)}; "
+                              f"it takes no burst")
+        burst = int(m.group(4)) if m.group(4) else max(1, min(pps // 20, 4096))
         if pps > 100_000_000 or burst > 1_000_000:
             raise ConfigError(f"--police {item}: at most 100000000 frames/s and a burst of 1000000")
-        out[m.group(1)] = (pps, burst)
+        out[m.group(1)] = (pps, 0 if pps == 0 else burst)
     return out
+
+
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
 
 BACKENDS = ("auto", "tap", "virtio-user")
@@ -118,7 +130,8 @@ class RunConfig:
     dns_port: int = 53
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
-    police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
+    police: Dict[str, Tuple[Optional[int], int]] = dataclasses.field(
+        default_factory=lambda: dict(POLICE_DEFAULTS))
     metrics: Optional[str] = None
 
     @property

@@ -179,8 +179,9 @@ class Dataplane:
         cfg.idle_sleep_us = 0 if self.cfg.busy_poll else self.cfg.idle_sleep_us
         cfg.mbufs = self.cfg.mbufs
         for j, cls in enumerate(POLICE_CLASSES):
-            pps, burst = self.cfg.police.get(cls, (0, 0))
-            cfg.police_pps[j], cfg.police_burst[j] = pps, burst
+            pps, burst = self.cfg.police.get(cls, (None, 0))
+            cfg.police_pps[j] = lib.KG_POLICE_UNLIMITED if pps is None else pps
+            cfg.police_burst[j] = burst
         err = ffi.new("char[]", lib.KG_ERRLEN)
         rc = lib.kg_setup(cfg, err, lib.KG_ERRLEN)
         if rc < 0:

@@ -98,15 +98,63 @@ class Zones:
                     text = f.read()
             except OSError as e:
                 raise ZoneError(f"{p}: {e.strerror}") from None
-            try:
-                rrs = RR.fromZone(text)
-            except Exception as e:  # dnslib raises several kinds
-                raise ZoneError(f"{p}: {type(e).__name__}: {e}") from None
-            zones.append(Zone(p, rrs))
+            zones.append(Zone(p, parse_zone(p, text)))
         apexes = [z.apex for z in zones]
         if len(set(apexes)) != len(apexes):
             raise ZoneError("two zone files have the same apex")
         return cls(zones)
+
+
+def _paren_depth(line: str, depth: int) -> int:
+    """Parenthesis depth after one master-file line (quoted strings and
+    comments left out)."""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"' and (i == 0 or line[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch == ";":
+            break
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth = max(depth - 1, 0)
+    return depth
+
+
+def parse_zone(path: str, text: str) -> List[RR]:
+    """dnslib's zone parser, with the line of the first record it refuses:
+    ZoneError("FILE:LINE: what"). dnslib does not say where; the smallest
+    prefix of whole records that fails does (a binary search, only on error)."""
+    try:
+        return RR.fromZone(text)
+    except Exception as e:  # dnslib raises several kinds
+        err: Exception = e
+    lines = text.splitlines(keepends=True)
+    ends, depth = [0], 0          # line counts after which no parenthesis is open
+    for i, ln in enumerate(lines):
+        depth = _paren_depth(ln, depth)
+        if depth == 0:
+            ends.append(i + 1)
+
+    def fails(j: int) -> Optional[Exception]:
+        try:
+            RR.fromZone("".join(lines[:ends[j]]))
+        except Exception as e:  # noqa: BLE001
+            return e
+        return None
+    lo, hi = 1, len(ends) - 1
+    if hi < 1 or not fails(hi):
+        line = ends[-1] + 1       # the whole text fails but no prefix does: an open "("
+        what = "unbalanced parentheses" if depth else f"{type(err).__name__}: {err}"
+        raise ZoneError(f"{path}:{min(line, max(len(lines), 1))}: {what}")
+    while lo < hi:                # the first j whose prefix fails
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    e = fails(lo) or err
+    raise ZoneError(f"{path}:{ends[lo - 1] + 1}: {type(e).__name__}: {e}")
 
 
 def _copy(rr: RR, owner: Optional[DNSLabel] = None) -> RR:

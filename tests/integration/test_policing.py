@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from .harness import link_attr, ping, veth_up, wait_for
+from .harness import link_attr, ping, sh, veth_up, wait_for
 
 FLOOD = r"""
 import socket, struct, sys, time
@@ -67,3 +67,18 @@ def test_police_off_lets_everything_through(topo, gateways):
     s = wait_for(lambda: (lambda p: p if p["punts"]["local"] > 10_000 else None)(gw.stats()["ports"][0]),
                  what="the flood punted")
     assert sum(s["policed"].values()) == 0
+
+
+def test_police_class_zero_drops_the_class_and_off_lets_it_through(topo, gateways):
+    """--police icmp=0: a rate of zero, every ICMP frame to the gateway is
+    dropped; --police arp=off: ARP is not policed at all."""
+    gw = gateways(topo, ["-p", "0x1", "--config", "(0,0,1)", "--police", "icmp=0",
+                         "--police", "arp=off"]).wait_ready()
+    veth_up(topo)
+    r = ping(topo.peers[0], "10.0.0.1", count=5, interval=0.05, wait=1)
+    assert " 100% packet loss" in r.stdout, r.stdout
+    p = wait_for(lambda: (lambda p: p if p["policed"]["icmp"] == 5 else None)(gw.port()),
+                 what="5 pings policed as icmp")
+    assert p["punts"]["local"] == 0 and p["policed"]["arp"] == 0
+    # ARP was answered (the pings' resolution went through), the class is unmetered
+    assert "10.0.0.1" in sh("ip", "neigh", "show", "dev", "p0", ns=topo.peers[0]).stdout
