@@ -14,6 +14,7 @@ In the sample form everything before ``--`` goes to EAL untouched and EAL's
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -451,6 +452,13 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
     for z in opts.get("dns_zone", []):
         if not os.path.isfile(z):
             raise ConfigError(f"--dns-zone {z}: no such file")
+    for a in opts.get("dns_listen", []):
+        host = a[1:-1] if a.startswith("[") and a.endswith("]") else a
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"--dns-listen {a!r}: not an IP address (e.g. 192.0.2.53 or 2001:db8::53; "
+                              f"the port is --dns-port)") from None
     metrics = None
     if "metrics" in opts:
         from .control import parse_metrics_addr
@@ -577,9 +585,21 @@ def preflight(cfg: RunConfig, host: HostFacts) -> str:
         raise ConfigError(
             "exception backend virtio-user needs /dev/vhost-net: sudo modprobe vhost_net, "
             "or use --exception tap")
+    if cfg.dns_zones:
+        check_zones(cfg.dns_zones)
     for p in cfg.ports:
         if p.ifname in host.taken_ifnames:
             raise ConfigError(
                 f"interface {p.ifname} already exists (another kni-gw running?); "
                 f"stop it or remove the interface: sudo ip link del {p.ifname}")
     return backend
+
+
+def check_zones(paths: Sequence[str]) -> None:
+    """Load the zone files once, before EAL: a zone that cannot be served
+    is refused in one line, FILE:LINE: what."""
+    from .dns import ZoneError, Zones
+    try:
+        Zones.load(paths)
+    except ZoneError as e:
+        raise ConfigError(f"--dns-zone {e}") from None

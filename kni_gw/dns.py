@@ -94,10 +94,15 @@ class Zones:
         zones = []
         for p in paths:
             try:
-                with open(p) as f:
-                    text = f.read()
+                with open(p, "rb") as f:
+                    raw = f.read()
             except OSError as e:
                 raise ZoneError(f"{p}: {e.strerror}") from None
+            try:
+                text = raw.decode()
+            except UnicodeDecodeError as e:
+                line = raw[:e.start].count(b"\n") + 1
+                raise ZoneError(f"{p}:{line}: not UTF-8 text") from None
             zones.append(Zone(p, parse_zone(p, text)))
         apexes = [z.apex for z in zones]
         if len(set(apexes)) != len(apexes):
@@ -145,7 +150,7 @@ def parse_zone(path: str, text: str) -> List[RR]:
     lo, hi = 1, len(ends) - 1
     if hi < 1 or not fails(hi):
         line = ends[-1] + 1       # the whole text fails but no prefix does: an open "("
-        what = "unbalanced parentheses" if depth else f"{type(err).__name__}: {err}"
+        what = "unbalanced parentheses" if depth else _what(err)
         raise ZoneError(f"{path}:{min(line, max(len(lines), 1))}: {what}")
     while lo < hi:                # the first j whose prefix fails
         mid = (lo + hi) // 2
@@ -153,8 +158,14 @@ def parse_zone(path: str, text: str) -> List[RR]:
             hi = mid
         else:
             lo = mid + 1
-    e = fails(lo) or err
-    raise ZoneError(f"{path}:{ends[lo - 1] + 1}: {type(e).__name__}: {e}")
+    raise ZoneError(f"{path}:{ends[lo - 1] + 1}: {_what(fails(lo) or err)}")
+
+
+def _what(e: Exception) -> str:
+    """dnslib's complaint about a record, in words."""
+    if isinstance(e, IndexError) or not str(e):
+        return "incomplete record"
+    return str(e)
 
 
 def _copy(rr: RR, owner: Optional[DNSLabel] = None) -> RR:
