@@ -89,6 +89,10 @@ Commands:
   stats [--file-prefix P] [--json] [--watch]
                           counters and rates of a running kni-gw, from
                           another shell (its control socket /run/kni-gw/P.sock)
+  cleanup [--file-prefix P]
+                          remove what killed instances left (hugepage files,
+                          /var/run/dpdk/P, control socket); never a running
+                          one's. A start does this by itself.
   doctor [the options of a run] [--json]
                           preflight checks for that command line: root, DPDK,
                           hugepages, /dev/net/tun, /dev/vhost-net, IOMMU,
@@ -184,6 +188,36 @@ def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> 
                 live.update(frame(), refresh=True)
     except KeyboardInterrupt:
         pass
+
+
+@commands.command("cleanup")
+@click.option("--file-prefix", default=None,
+              help="only this instance's files (default: every dead kni-gw's)")
+def cleanup_cmd(file_prefix: Optional[str]) -> None:
+    """Remove what dead kni-gw instances left: hugepage files, the EAL run
+    directory /var/run/dpdk/PREFIX, the control socket. A running
+    instance's files are never touched (exit status 1 if --file-prefix
+    names one)."""
+    from . import instance
+
+    if os.geteuid() != 0:
+        die("kni-gw cleanup must run as root (hugepage files, /var/run/dpdk): use sudo")
+    prefixes = [file_prefix] if file_prefix else instance.known_prefixes()
+    busy = False
+    for p in prefixes:
+        r = instance.remains(p)
+        if r.alive:
+            who = f"pid {r.pid} ({instance.process_name(r.pid)})" if r.pid else "a process listening on its socket"
+            click.echo(f"--file-prefix {p}: in use by {who}: nothing removed")
+            busy = True
+        elif r.empty:
+            click.echo(f"--file-prefix {p}: nothing left behind")
+        else:
+            click.echo(f"--file-prefix {p}: removed {instance.remove(r).describe()}")
+    if not prefixes:
+        click.echo("no kni-gw instance has left anything behind")
+    if busy and file_prefix:
+        sys.exit(1)
 
 
 def run_gateway(argv: List[str]) -> int:

@@ -28,9 +28,10 @@ import stat
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from .instance import RUN_DIR, socket_path
+
 log = logging.getLogger("kni-gw")
 
-RUN_DIR = "/run/kni-gw"
 CONN_DEADLINE_S = 2.0
 MAX_CONNS = 64
 ACCEPTS_PER_EVENT = 16   # < MAX_CONNS: a client accepted in one batch is read before it could be evicted
@@ -180,10 +181,6 @@ class StreamServer:
             except (KeyError, ValueError):
                 pass
         self.sock.close()
-
-
-def socket_path(prefix: str) -> str:
-    return os.path.join(RUN_DIR, f"{prefix}.sock")
 
 
 class ControlServer(StreamServer):

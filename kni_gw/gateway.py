@@ -19,6 +19,7 @@ from typing import Deque
 
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
 
+from . import instance
 from .config import HostFacts, RunConfig, preflight
 from .errors import ConfigError
 from .dataplane import Dataplane
@@ -68,6 +69,7 @@ class Gateway:
         cfg = self.cfg
         host = HostFacts.read([p.ifname for p in cfg.ports])
         backend = preflight(cfg, host)
+        self._clean_dead_instances()
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
         self.metrics = None
         if cfg.metrics:
@@ -87,6 +89,22 @@ class Gateway:
             signal.set_wakeup_fd(-1)
             os.close(rfd)
             os.close(wfd)
+
+    def _clean_dead_instances(self) -> None:
+        """Before EAL: refuse a prefix a live process holds; remove what dead
+        kni-gw instances left (this prefix's, and every prefix with a control
+        socket in /run/kni-gw): hugepage files, EAL run directory, socket."""
+        cfg = self.cfg
+        huge_dir = cfg.eal_opts.get("--huge-dir", [None])[-1]
+        own = instance.remains(cfg.file_prefix, huge_dir)
+        if own.alive:
+            who = f"pid {own.pid} ({instance.process_name(own.pid)})" if own.pid else "a kni-gw"
+            raise ConfigError(f"--file-prefix {cfg.file_prefix} is in use by {who}; stop it "
+                              f"or give another --file-prefix")
+        prefixes = sorted(set(instance.known_prefixes()) | {cfg.file_prefix})
+        for prefix, done in instance.clean_dead(prefixes, huge_dir).items():
+            if not done.empty:
+                log.info("removed what a dead kni-gw left (--file-prefix %s): %s", prefix, done.describe())
 
     def _serve(self, backend: str, rfd: int) -> int:
         cfg = self.cfg

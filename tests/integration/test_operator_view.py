@@ -2,6 +2,7 @@
 and `kni-gw stats` / `--watch` in an 80-column terminal (tmux), after
 hostile traffic that fills many drop and punt reasons. Nothing is cut:
 every counter the control socket reports appears whole."""
+import glob
 import json
 import os
 import re
@@ -117,3 +118,47 @@ def test_sigusr1_into_a_file_and_stats_at_80_columns(topo, gateways):
         subprocess.run(tmux + ["kill-server"], capture_output=True)
         dump.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_sigkill_then_a_start_with_another_prefix_removes_the_dead_instance(topo, gateways):
+    """A killed gateway leaves its hugepage files, /var/run/dpdk/P and its
+    control socket; the next start (with any prefix) removes them in one
+    log line, and never touches a live instance's files."""
+    from .harness import Topology
+    dead = f"{topo.tag}d"
+    # a live instance, in another topology, all along: its files must stay
+    other = Topology(1)
+    try:
+        live = gateways(other, ["-p", "0x1", "--config", "(0,0,1)"],
+                        eal=["-l", "0-1", "--no-pci", "--file-prefix", other.tag] + other.vdevs()).wait_ready()
+        live_files = glob.glob(f"/dev/hugepages/{other.tag}map_*")
+        assert live_files
+        eal = ["-l", "0-1", "--no-pci", "--file-prefix", dead] + topo.vdevs()     # on hugepages
+        gw = gateways(topo, ["-p", "0x1", "--config", "(0,0,1)"], eal=eal).wait_ready()
+        files = glob.glob(f"/dev/hugepages/{dead}map_*")
+        assert files and os.path.isdir(f"/var/run/dpdk/{dead}")
+        # `kni-gw cleanup` refuses a live instance's prefix and removes nothing
+        r = subprocess.run([kni_gw_bin(), "cleanup", "--file-prefix", dead], capture_output=True, text=True)
+        assert r.returncode == 1 and f"in use by pid {gw.proc.pid} (kni-gw)" in r.stdout, r.stdout
+        assert glob.glob(f"/dev/hugepages/{dead}map_*") == files
+        gw.proc.kill()
+        gw.proc.wait()
+        assert glob.glob(f"/dev/hugepages/{dead}map_*") and os.path.exists(f"/run/kni-gw/{dead}.sock")
+
+        gw2 = gateways(topo, ["-p", "0x1", "--config", "(0,0,1)"],
+                       eal=["-l", "0-1", "--no-pci", "--file-prefix", f"{topo.tag}n", "--no-huge", "-m", "256"]
+                       + topo.vdevs()).wait_ready()
+        lines = [ln for ln in gw2.err if "removed what a dead kni-gw left" in ln]
+        assert len(lines) == 1, gw2.err
+        assert f"--file-prefix {dead}): {len(files)} hugepage file(s)" in lines[0], lines
+        assert f"/var/run/dpdk/{dead}" in lines[0] and f"/run/kni-gw/{dead}.sock" in lines[0]
+        assert not glob.glob(f"/dev/hugepages/{dead}map_*")
+        assert not os.path.exists(f"/var/run/dpdk/{dead}") and not os.path.exists(f"/run/kni-gw/{dead}.sock")
+        # the live one is untouched and still answers
+        assert glob.glob(f"/dev/hugepages/{other.tag}map_*") == live_files
+        assert stats_json(other.tag)["pid"] == live.proc.pid
+        assert live.stop() == 0 and gw2.stop() == 0
+        r = subprocess.run([kni_gw_bin(), "cleanup", "--file-prefix", dead], capture_output=True, text=True)
+        assert r.returncode == 0 and "nothing left behind" in r.stdout
+    finally:
+        other.close()
