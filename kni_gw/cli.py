@@ -96,8 +96,9 @@ Commands:
   doctor [the options of a run] [--json]
                           preflight checks for that command line: root, DPDK,
                           hugepages, /dev/net/tun, /dev/vhost-net, IOMMU,
-                          ports bound to DPDK, CPUs, isolcpus, vEth names;
-                          exit 1 when it could not start
+                          every port (vdevs and their interfaces included),
+                          CPUs, isolcpus, vEth names, a running instance,
+                          stale EAL files; exit 1 when it could not start
 
 Example (one port, rx on lcore 0, tx on lcore 1):
   sudo kni-gw -l 0-1 -p 0x1 --config "(0,0,1)"

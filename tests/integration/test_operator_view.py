@@ -162,3 +162,78 @@ def test_sigkill_then_a_start_with_another_prefix_removes_the_dead_instance(topo
         assert r.returncode == 0 and "nothing left behind" in r.stdout
     finally:
         other.close()
+
+
+def doctor_json(topo, *args):
+    r = sh(kni_gw_bin(), "doctor", *args, "--json", ns=topo.gw, check=False)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    d = json.loads(r.stdout)
+    return r.returncode, {c["name"]: c for c in d["checks"]}
+
+
+def test_doctor_beside_a_live_gateway_is_right_and_safe(topo2, gateways):
+    topo = topo2
+    argv = ["-l", "0-1", "--no-pci", "--no-huge", "--file-prefix", topo.tag] + topo.vdevs() + \
+        ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"]
+    # before: the README's set-up is there (harness), so the ports are clean
+    rc, c = doctor_json(topo, *argv)
+    assert rc == 0, c
+    for k in (0, 1):
+        assert c[f"port {k} (net_af_packet{k})"]["status"] == "ok"
+        assert c[f"g{k} kept from the kernel"]["status"] == "ok"
+        assert c[f"g{k} far end checksum"]["status"] == "ok", c[f"g{k} far end checksum"]
+
+    gw = gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"]).wait_ready()
+    rc, c = doctor_json(topo, *argv)
+    assert rc == 1
+    # it knows the running instance and never proposes deleting its interfaces
+    assert c["file prefix"]["status"] == "fail" and f"pid {gw.proc.pid}" in c["file prefix"]["detail"]
+    for k in (0, 1):
+        v = c[f"vEth{k} name"]
+        assert v["status"] == "fail" and f"running kni-gw (pid {gw.proc.pid})" in v["detail"], v
+        assert "ip link del" not in v["fix"] and v["fix"], v
+    assert all("ip link del" not in x["fix"] for x in c.values())
+
+    # a vdev on an interface that does not exist: that port fails, with its own fix
+    bad = [a.replace("iface=g1", "iface=nosuch") for a in argv]
+    bad[bad.index("--file-prefix") + 1] = topo.tag + "x"
+    rc, c = doctor_json(topo, *bad)
+    assert rc == 1 and c["port 1 (net_af_packet1)"]["status"] == "fail"
+    assert "nosuch" in c["port 1 (net_af_packet1)"]["detail"] and c["port 1 (net_af_packet1)"]["fix"]
+    assert c["file prefix"]["status"] == "ok"
+
+    # veth sysctls unset, the far end's checksum offload on: a warning and the fix for each
+    sh("sysctl", "-qw", "net.ipv4.conf.g0.arp_ignore=0", "net.ipv6.conf.g0.disable_ipv6=0", ns=topo.gw)
+    sh("ethtool", "-K", "p1", "tx", "on", ns=topo.peers[1])
+    rc, c = doctor_json(topo, *bad)
+    s = c["g0 kept from the kernel"]
+    assert s["status"] == "warn" and "arp_ignore 0" in s["detail"] and "IPv6 on" in s["detail"], s
+    assert s["fix"] == "sudo sysctl -w net.ipv4.conf.g0.arp_ignore=8 net.ipv6.conf.g0.disable_ipv6=1", s
+    f = c["g1 far end checksum"] if "g1 far end checksum" in c else None
+    assert f is None      # g1 is not a port of this command line (nosuch is)
+    rc, c = doctor_json(topo, *[a.replace("iface=nosuch", "iface=g1") for a in bad])
+    f = c["g1 far end checksum"]
+    assert f["status"] == "warn" and f["fix"] == f"sudo ip netns exec {topo.peers[1]} ethtool -K p1 tx off", f
+    # applying the fixes as given clears the warnings
+    sh(*s["fix"].split()[1:], ns=topo.gw)
+    sh(*f["fix"].split()[1:])
+    rc, c = doctor_json(topo, *[a.replace("iface=nosuch", "iface=g1") for a in bad])
+    assert c["g0 kept from the kernel"]["status"] == "ok" and c["g1 far end checksum"]["status"] == "ok"
+
+    # after a SIGKILL on hugepages: the stale files, and the command that removes them
+    gw.proc.kill()
+    gw.proc.wait()
+    dead = f"{topo.tag}h"
+    eal = ["-l", "0-1", "--no-pci", "--file-prefix", dead] + topo.vdevs()
+    g2 = gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"], eal=eal).wait_ready()
+    g2.proc.kill()
+    g2.proc.wait()
+    rc, c = doctor_json(topo, *argv)
+    st = c[f"stale files {dead}"]
+    assert st["status"] == "warn" and "hugepage file(s)" in st["detail"], st
+    assert st["fix"].startswith(f"sudo kni-gw cleanup --file-prefix {dead}")
+    fix = st["fix"].split("  ")[0].split()
+    assert fix[:3] == ["sudo", "kni-gw", "cleanup"]
+    sh(kni_gw_bin(), *fix[2:])      # this tree's kni-gw
+    rc, c = doctor_json(topo, *argv)
+    assert f"stale files {dead}" not in c and rc == 0, c
