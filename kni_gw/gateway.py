@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
 from .control import ControlServer, MetricsServer, with_rates
+from .logfilter import StderrFilter, real_stderr_fd
 from .netlink import EventSocket, FibMirror
 from .stats import Stats, render_json, render_text
 
@@ -49,7 +50,7 @@ class Gateway:
     # ------------------------------------------------------------ signals
     def _on_signal(self, signum, frame) -> None:
         if signum in STOP_SIGNALS and self.stopping:
-            os.write(2, b"kni-gw: second signal: exiting now\n")
+            os.write(real_stderr_fd(), b"kni-gw: second signal: exiting now\n")
             os._exit(1)
         if signum in STOP_SIGNALS:
             self.stopping = True
@@ -71,6 +72,20 @@ class Gateway:
         backend = preflight(cfg, host)
         self._clean_dead_instances()
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
+        quiet = None
+        if cfg.log_level is None:
+            # DPDK's start-up chatter off stderr; --log-level shows it all
+            eal = cfg.eal_opts
+            quiet = StderrFilter(pci_scan="--no-pci" not in eal and not (eal.get("-a") or eal.get("--allow")))
+            quiet.start()
+        try:
+            return self._run(backend)
+        finally:
+            if quiet is not None:
+                quiet.stop()
+
+    def _run(self, backend: str) -> int:
+        cfg = self.cfg
         self.metrics = None
         if cfg.metrics:
             # bound before EAL starts: a port in use or an address not here

@@ -237,3 +237,22 @@ def test_doctor_beside_a_live_gateway_is_right_and_safe(topo2, gateways):
     sh(kni_gw_bin(), *fix[2:])      # this tree's kni-gw
     rc, c = doctor_json(topo, *argv)
     assert f"stale files {dead}" not in c and rc == 0, c
+
+
+def test_quiet_start_up_real_errors_shown_log_level_shows_all(topo, gateways):
+    args = ["-p", "0x1", "--config", "(0,0,1)"]
+    eal = ["-l", "0-1", "--file-prefix", topo.tag, "--no-huge", "-m", "256"] + topo.vdevs()  # a PCI scan too
+    gw = gateways(topo, args, eal=eal).wait_ready()
+    assert gw.stop() == 0
+    assert all(ln.startswith("kni-gw: ") for ln in gw.err), "\n".join(gw.err)
+    # --log-level: DPDK says everything it has to say (the TAP PMD's notes among it)
+    gw = gateways(topo, args, eal=eal + ["--log-level", "notice"]).wait_ready()
+    assert gw.stop() == 0
+    assert any(not ln.startswith("kni-gw: ") for ln in gw.err), gw.err
+    # a real DPDK error is shown at the default level, before kni-gw's own line
+    bad = [a.replace("iface=g0", "iface=nosuch0") for a in eal]
+    r = sh(kni_gw_bin(), *bad, *args, ns=topo.gw, check=False)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert any("SIOCGIFINDEX" in ln and not ln.startswith("kni-gw: ") for ln in lines), r.stderr
+    assert lines[-1].startswith("kni-gw: error:"), r.stderr
