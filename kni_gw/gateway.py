@@ -7,6 +7,7 @@ socket and a signal wake-up pipe. Signal handlers only record the signal.
 from __future__ import annotations
 
 import collections
+import linecache
 import logging
 import os
 import selectors
@@ -15,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+import tracemalloc
 from typing import Deque
 
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
@@ -72,6 +74,8 @@ class Gateway:
         backend = preflight(cfg, host)
         self._clean_dead_instances()
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
+        if os.environ.get("KNI_GW_TRACEMALLOC"):
+            tracemalloc.start(8)
         quiet = None
         if cfg.log_level is None:
             # DPDK's start-up chatter off stderr; --log-level shows it all
@@ -189,12 +193,12 @@ class Gateway:
                 elif key.data == "addr":
                     self.addr_events.read()
                     self._dns_follow()
+            if self.stopping:      # before any other signal still queued
+                s = next((x for x in self.pending if x in STOP_SIGNALS), signal.SIGTERM)
+                log.info("%s: stopping", signal.Signals(s).name)
+                return 0
             while self.pending:
-                s = self.pending.popleft()
-                if s in STOP_SIGNALS:
-                    log.info("%s: stopping", signal.Signals(s).name)
-                    return 0
-                self._handle(s)
+                self._handle(self.pending.popleft())
             if not self.dp.alive:
                 log.error("the dataplane stopped unexpectedly")
                 return 1
@@ -254,6 +258,8 @@ class Gateway:
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
+            if tracemalloc.is_tracing():
+                self._trace_growth()
             view = self.stats.current(self._extra())
             if self.cfg.stats_format == "json":
                 out = render_json(view) + "\n"
@@ -271,6 +277,28 @@ class Gateway:
                 self.dns.reload()
             else:
                 log.info("SIGHUP: nothing to reload")
+
+    def _trace_growth(self) -> None:
+        """KNI_GW_TRACEMALLOC=FILE: on each SIGUSR1, what Python allocated
+        since the first one, by allocation site, largest first (to find what
+        grows in a long run)."""
+        now = time.monotonic()
+        if now < getattr(self, "_trace_next", 0.0):
+            return                 # at most every 30 s: a snapshot is not cheap
+        self._trace_next = now + 30.0
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)])
+        if not hasattr(self, "_trace_base"):
+            self._trace_base = snap
+            return
+        stats = snap.compare_to(self._trace_base, "traceback")
+        with open(os.environ["KNI_GW_TRACEMALLOC"], "w") as f:
+            cur, peak = tracemalloc.get_traced_memory()
+            f.write(f"traced {cur} B (peak {peak} B); growth since the first SIGUSR1, by site:\n")
+            for st in stats[:25]:
+                f.write(f"{st.size_diff:+d} B {st.count_diff:+d} blocks\n")
+                for line in st.traceback.format()[-8:]:
+                    f.write(f"    {line}\n")
 
     # ------------------------------------------------------------ DNS
     def _start_dns(self) -> None:
