@@ -106,7 +106,7 @@ pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 	unsigned int per_port, n, pow2 = 1;
 
 	per_port = 2 * cfg->rx_desc + 2 * cfg->tx_desc /* wire + vEth queues */
-		 + 2 * cfg->fifo_size                  /* to_kernel + tx fifos */
+		 + 3 * cfg->fifo_size                  /* to_kernel (two) + tx fifos */
 		 + 4 * cfg->burst;                     /* bursts in flight */
 	n = per_port * cfg->nb_ports + (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
 	while (pow2 - 1 < n)

@@ -54,13 +54,13 @@ Gateway options:
   --stats-format table|json  what SIGUSR1 prints [table]
   --police CLASS=PPS[:BURST]
                           rate of frames punted to the kernel, per port and
-                          class (arp nd icmp dns local resolve error multicast
-                          transit other); repeatable. CLASS=off: that class
-                          is not policed; CLASS=0: every frame of it is
-                          dropped; --police off: nothing is policed.
-                          Defaults: arp/nd/icmp/resolve 20000, dns 300000,
-                          local 50000, error/multicast/other 10000, transit
-                          not policed
+                          class (arp nd routing icmp dns local resolve error
+                          multicast transit other); repeatable. CLASS=off:
+                          that class is not policed; CLASS=0: every frame of
+                          it is dropped; --police off: nothing is policed.
+                          Defaults: arp/nd/routing/icmp/resolve 20000, dns
+                          300000, local 50000, error/multicast/transit/other
+                          10000
   --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics (GET or
                           HEAD); a bare PORT listens on 127.0.0.1 only, give
                           an address (e.g. 0.0.0.0:9101) to serve elsewhere

@@ -55,12 +55,15 @@ APP_REPEATABLE = {"dns_zone", "dns_listen", "police"}
 
 # Control-plane policing defaults, per port: class -> (frames/s, burst).
 # frames/s None: not policed; 0: every frame of the class dropped. "transit"
-# is traffic the kernel forwards for routes the fast path does not take:
-# policing it would cut real traffic.
+# is traffic the kernel forwards (routes the fast path does not take, IP
+# options, MTU, forwarding off): limited so that a flood of it cannot
+# swamp the fifo that ARP, ND and routing protocols share with it; raise it
+# (or --police transit=off) where the kernel forwards real traffic.
 POLICE_DEFAULTS: Dict[str, Tuple[Optional[int], int]] = {
     "arp": (20_000, 1024), "nd": (20_000, 1024), "icmp": (20_000, 1024),
     "dns": (300_000, 4096), "local": (50_000, 2048), "resolve": (20_000, 1024),
-    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (None, 0), "other": (10_000, 512),
+    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (10_000, 512), "other": (10_000, 512),
+    "routing": (20_000, 1024),
 }
 
 

@@ -43,7 +43,7 @@ assert len(DROP_REASONS) == lib.KG_DROP_MAX
 assert len(PUNT_REASONS) == lib.KG_PUNT_MAX
 # KG_POLICE_* in csrc/kni_gw.h, in order
 POLICE_CLASSES = ["arp", "nd", "icmp", "dns", "local", "resolve", "error", "multicast",
-                  "transit", "other"]
+                  "transit", "other", "routing"]
 assert len(POLICE_CLASSES) == lib.KG_POLICE_MAX
 COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
             "from_kernel", "tx_packets", "tx_bytes"]
