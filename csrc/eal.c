@@ -94,7 +94,7 @@ pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 	unsigned int per_port, n, pow2 = 1;
 
 	per_port = 2 * cfg->rx_desc + 2 * cfg->tx_desc /* wire + vEth queues */
-		 + 2 * cfg->fifo_size                  /* to_kernel + tx fifos */
+		 + 3 * cfg->fifo_size                  /* to_kernel (two) + tx fifos */
 		 + 4 * cfg->burst;                     /* bursts in flight */
 	n = per_port * cfg->nb_ports + (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
 	while (pow2 - 1 < n)
@@ -153,8 +153,13 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 			uint64_t hz = rte_get_tsc_hz();
 
 			memset(b, 0, sizeof(*b));
-			if (cfg->police_pps[c] == 0)
-				continue;      /* unlimited */
+			if (cfg->police_pps[c] == KG_POLICE_UNLIMITED)
+				continue;      /* cost 0: not policed */
+			if (cfg->police_pps[c] == 0) {
+				/* drop all: no credit ever reaches the cost */
+				b->cost = UINT64_MAX;
+				continue;
+			}
 			b->cost = hz / cfg->police_pps[c];
 			if (b->cost == 0)
 				b->cost = 1;

@@ -28,8 +28,17 @@
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
+/* Policing classes that go to the kernel through the priority fifo: a
+ * flood in any other class cannot fill it. */
+static inline int
+kg_police_priority(int cls)
+{
+	return cls == KG_POLICE_ARP || cls == KG_POLICE_ND || cls == KG_POLICE_ICMP ||
+	       cls == KG_POLICE_ROUTING;
+}
+
 _Static_assert(KG_DROP_MAX == 11, "kg_port_counters.drops[] size");
-_Static_assert(KG_POLICE_MAX == 10, "kg_port_counters.policed[] size");
+_Static_assert(KG_POLICE_MAX == 11, "kg_port_counters.policed[] size");
 
 /* A token bucket in TSC cycles: a frame costs `cost` cycles of credit, the
  * credit grows with time up to `depth`. rx lcore of the port: w and r. */
@@ -49,6 +58,8 @@ struct kg_port {
 	bool started;         /* ctl: w (atomic), lcores: r (atomic) */
 	bool admin_up;        /* ctl: w (atomic), lcores: r (atomic) */
 	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
+	struct rte_ring *to_kernel_hi; /* the same, for what keeps links and routing up
+					* (ARP, ND, routing protocols, ICMP to us): drained first */
 	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
 	uint64_t exc_last_poll;     /* exc: w, exc: r (TSC of the last vEthN read) */
 	struct kg_bucket police[KG_POLICE_MAX]; /* setup: w, then rx: w and r */

@@ -52,7 +52,9 @@
 #define KG_POLICE_MULTICAST 7   /* L2/IP multicast and broadcast */
 #define KG_POLICE_TRANSIT 8     /* forwarded by the kernel: other routes, MTU, ... */
 #define KG_POLICE_OTHER 9       /* not ours, martian, VLAN, other ethertypes */
-#define KG_POLICE_MAX 10
+#define KG_POLICE_ROUTING 10    /* OSPF, BGP, BFD, VRRP, PIM, RIP, LDP */
+#define KG_POLICE_MAX 11
+#define KG_POLICE_UNLIMITED 4294967295 /* police_pps: not policed (0 drops the whole class) */
 
 /* Why a frame went to the kernel (DESIGN.md section 2). Values below
  * KG_NH_FIRST_ADJ stored as an LPM next hop mean "punt for this reason". */
@@ -109,7 +111,7 @@ struct kg_port_counters {
 	unsigned long long tx_bytes;    /* tx lcore */
 	unsigned long long drops[11];   /* by KG_DROP_*, where they happened */
 	unsigned long long punts[17];   /* rx: by KG_PUNT_* (frames let through) */
-	unsigned long long policed[10]; /* rx: by KG_POLICE_* (frames dropped) */
+	unsigned long long policed[11]; /* rx: by KG_POLICE_* (frames dropped) */
 };
 
 /* What Python knows about a port besides the lcore counters. */
@@ -161,8 +163,9 @@ struct kg_config {
 	unsigned int mbufs;       /* 0: computed; out: the pool size made */
 	unsigned int mbuf_cache;  /* out */
 	struct kg_fib_conf fib;
-	unsigned int police_pps[10];   /* per KG_POLICE_* class, per port; 0 = unlimited */
-	unsigned int police_burst[10];
+	unsigned int police_pps[11];   /* per KG_POLICE_* class, per port; 0 = drop all,
+	                                  KG_POLICE_UNLIMITED = not policed */
+	unsigned int police_burst[11];
 };
 
 /* EAL and set-up. kg_eal_init() pins the calling thread: call it from the
@@ -256,6 +259,9 @@ struct kg_verdict {
 };
 int kg_classify(unsigned int in_port, const unsigned char *frame,
 		unsigned int len, struct kg_verdict *v);
+/* The policing class (KG_POLICE_*) of a frame the classifier punted, or
+ * -1 when it does not punt it. */
+int kg_police(unsigned int in_port, const unsigned char *frame, unsigned int len);
 /* Rewrites a frame classified FORWARD in place; returns its new length. */
 unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
 			const struct kg_verdict *v);

@@ -123,10 +123,10 @@ static unsigned int
 stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 {
 	struct rte_mbuf *pkts[KG_BURST_MAX];
-	struct rte_mbuf *punt[KG_BURST_MAX];
+	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
 	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
 	unsigned int n_fwd[KG_MAX_PORTS];
-	unsigned int n_punt = 0, i, nb, out;
+	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
 	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
 	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
@@ -189,7 +189,10 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 				ctr_add(&c->policed[cls], 1);
 				break;
 			}
-			punt[n_punt++] = m;
+			if (kg_police_priority(cls))
+				punt_hi[n_hi++] = m;
+			else
+				punt[n_punt++] = m;
 			ctr_add(&c->punts[v.reason < KG_PUNT_MAX ? v.reason : KG_PUNT_NOT_FAST], 1);
 			break;
 		}
@@ -204,7 +207,8 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	}
 
 	ctr_add(&c->rx_bytes, bytes);
-	out = fifo_put(p->to_kernel, punt, n_punt, c, KG_DROP_TO_KERNEL_FULL);
+	out = fifo_put(p->to_kernel_hi, punt_hi, n_hi, c, KG_DROP_TO_KERNEL_FULL);
+	out += fifo_put(p->to_kernel, punt, n_punt, c, KG_DROP_TO_KERNEL_FULL);
 	ctr_add(&c->to_kernel, out);
 	while (fwd_mask) {
 		unsigned int e = __builtin_ctz(fwd_mask);
@@ -222,7 +226,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	return nb;
 }
 
-/* exception stage: to_kernel fifo -> vEthN, and vEthN -> tx fifo.
+/* exception stage: to_kernel fifos (priority first) -> vEthN, and vEthN -> tx fifo.
  *
  * Reading vEthN is a system call even when it has nothing. While the lcore
  * is busy (its previous pass did work) vEthN is read at most once per
@@ -237,7 +241,10 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
 	unsigned int n, sent, work = 0;
 
-	n = rte_ring_dequeue_burst(p->to_kernel, (void **)pkts, kg.burst, NULL);
+	/* the priority fifo first: ARP, ND, routing protocols, ICMP to us */
+	n = rte_ring_dequeue_burst(p->to_kernel_hi, (void **)pkts, kg.burst, NULL);
+	if (n < kg.burst)
+		n += rte_ring_dequeue_burst(p->to_kernel, (void **)pkts + n, kg.burst - n, NULL);
 	if (n) {
 		sent = rte_eth_tx_burst(p->exc_port_id, 0, pkts, n);
 		ctr_add(&c->kernel_tx, sent);
@@ -255,6 +262,18 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		work += n;
 	}
 	return work;
+}
+
+/* The rx stage's policing decision on one frame, for tests. */
+int
+kg_police(unsigned int in_port, const unsigned char *frame, unsigned int len)
+{
+	struct kg_verdict v;
+
+	if (in_port >= KG_MAX_PORTS ||
+	    kg_classify_frame(&kg_fib, in_port, frame, len, &v) != KG_VERDICT_PUNT)
+		return -1;
+	return kg_police_class(frame, len, v.reason);
 }
 
 static void

@@ -59,6 +59,7 @@ static const char *const police[KG_POLICE_MAX] = {
 	[KG_POLICE_MULTICAST] = "multicast",
 	[KG_POLICE_TRANSIT] = "transit",
 	[KG_POLICE_OTHER] = "other",
+	[KG_POLICE_ROUTING] = "routing",
 };
 
 const char *

@@ -221,12 +221,15 @@ fifos_setup(unsigned int pi, unsigned int size, char *err, unsigned int errlen)
 	snprintf(name, sizeof(name), "kg_tokern_%u", p->port_id);
 	p->to_kernel = rte_ring_create(name, size, rte_socket_id(),
 				       RING_F_SP_ENQ | RING_F_SC_DEQ);
+	snprintf(name, sizeof(name), "kg_tokhi_%u", p->port_id);
+	p->to_kernel_hi = rte_ring_create(name, size, rte_socket_id(),
+					  RING_F_SP_ENQ | RING_F_SC_DEQ);
 	flags = RING_F_SC_DEQ;
 	if (tx_fifo_producers(pi) == 1)
 		flags |= RING_F_SP_ENQ;
 	snprintf(name, sizeof(name), "kg_tx_%u", p->port_id);
 	p->tx = rte_ring_create(name, size, rte_socket_id(), flags);
-	if (p->to_kernel == NULL || p->tx == NULL) {
+	if (p->to_kernel == NULL || p->to_kernel_hi == NULL || p->tx == NULL) {
 		kg_err(err, errlen, "port %u: cannot create fifos of %u: %s",
 		       p->port_id, size, rte_strerror(rte_errno));
 		return -rte_errno;
@@ -286,6 +289,7 @@ kg_port_close_all(void)
 		}
 		p->started = false;
 		fifo_free(&p->to_kernel);
+		fifo_free(&p->to_kernel_hi);
 		fifo_free(&p->tx);
 	}
 }
@@ -308,13 +312,19 @@ kg_port_admin(unsigned short port_id, int up)
 	if (p == NULL)
 		return -ENODEV;
 	if (!up) {
+		/* down whatever happens next: the rx lcore drains a port that
+		 * is still started and counts its frames as port_down */
 		store_relaxed(&p->admin_up, false);
 		if (p->restartable && p->started) {
 			store_relaxed(&p->started, false);
 			kg_quiesce();
 			ret = rte_eth_dev_stop(p->port_id);
-			if (ret < 0)
+			if (ret < 0) {
+				/* still running: say so, so that a later up does
+				 * not start it twice */
+				store_relaxed(&p->started, true);
 				return ret;
+			}
 		}
 		return 0;
 	}
@@ -426,6 +436,8 @@ kg_port_info(unsigned short port_id, struct kg_port_info *out)
 	}
 	if (p->to_kernel)
 		out->to_kernel_fifo_used = rte_ring_count(p->to_kernel);
+	if (p->to_kernel_hi)
+		out->to_kernel_fifo_used += rte_ring_count(p->to_kernel_hi);
 	if (p->tx)
 		out->tx_fifo_used = rte_ring_count(p->tx);
 	return 0;

@@ -54,18 +54,22 @@ Gateway options:
   --stats-format table|json  what SIGUSR1 prints [table]
   --police CLASS=PPS[:BURST]
                           rate of frames punted to the kernel, per port and
-                          class (arp nd icmp dns local resolve error multicast
-                          transit other); repeatable; --police off disables.
-                          Defaults: arp/nd/icmp/resolve 20000, dns 300000,
-                          local 50000, error/multicast/other 10000, transit
-                          not policed
+                          class (arp nd routing icmp dns local resolve error
+                          multicast transit other); repeatable. CLASS=off:
+                          that class is not policed; CLASS=0: every frame of
+                          it is dropped; --police off: nothing is policed.
+                          Defaults: arp/nd/routing/icmp/resolve 20000, dns
+                          300000, local 50000, error/multicast/transit/other
+                          10000
   --max-routes IPV4[,IPV6]
                           route table sizes, 1024 to 16777216 each (IPV6 =
                           IPV4/4 if not given); default: the largest of
                           1M+256k, 1M+64k, 256k+16k, 64k+16k, 16k+4k that fits in
                           EAL's memory (with --no-huge and no -m, kni-gw
                           sets -m for 256k+16k)
-  --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics
+  --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics (GET or
+                          HEAD); a bare PORT listens on 127.0.0.1 only, give
+                          an address (e.g. 0.0.0.0:9101) to serve elsewhere
   --dns-zone FILE         serve this zone (master-file syntax), repeatable;
                           SIGHUP reloads the zones
   --dns-port N            DNS port [53]
@@ -93,11 +97,16 @@ Commands:
   stats [--file-prefix P] [--json] [--watch]
                           counters and rates of a running kni-gw, from
                           another shell (its control socket /run/kni-gw/P.sock)
+  cleanup [--file-prefix P]
+                          remove what killed instances left (hugepage files,
+                          /var/run/dpdk/P, control socket); never a running
+                          one's. A start does this by itself.
   doctor [the options of a run] [--json]
                           preflight checks for that command line: root, DPDK,
                           hugepages, /dev/net/tun, /dev/vhost-net, IOMMU,
-                          ports bound to DPDK, CPUs, isolcpus, vEth names;
-                          exit 1 when it could not start
+                          every port (vdevs and their interfaces included),
+                          CPUs, isolcpus, vEth names, a running instance,
+                          stale EAL files; exit 1 when it could not start
 
 Example (one port, rx on lcore 0, tx on lcore 1):
   sudo kni-gw -l 0-1 -p 0x1 --config "(0,0,1)"
@@ -140,17 +149,6 @@ def commands() -> None:
     pass
 
 
-def _rates_text(view: dict) -> str:
-    lines = []
-    for p in view["ports"]:
-        r = p.get("rates")
-        if r:
-            lines.append(f"port {p['port']}: rx {r['rx_pps']:,.0f} pps {r['rx_bps'] / 1e6:,.2f} Mbit/s, "
-                         f"tx {r['tx_pps']:,.0f} pps {r['tx_bps'] / 1e6:,.2f} Mbit/s, "
-                         f"forwarded {r['forwarded_pps']:,.0f} pps, to kernel {r['to_kernel_pps']:,.0f} pps")
-    return "\n".join(lines) or "rates: not yet (one second of samples needed)"
-
-
 @commands.command("stats")
 @click.option("--file-prefix", default="kni-gw", show_default=True,
               help="the running instance's EAL --file-prefix")
@@ -160,10 +158,11 @@ def _rates_text(view: dict) -> str:
 def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> None:
     """Counters of a running kni-gw, read from another shell (root)."""
     import json
+    import shutil
     import time
 
     from .control import query
-    from .stats import render_table
+    from .stats import render_rates, render_text
 
     def get() -> dict:
         try:
@@ -175,25 +174,59 @@ def stats_cmd(file_prefix: str, as_json: bool, watch: bool, interval: float) -> 
         return
     if not watch:
         v = get()
-        click.echo(render_table(v), nl=False)
-        click.echo(_rates_text(v))
+        # a terminal: fit its width; a pipe or a file: one line per port
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        click.echo(render_text(v, width) + render_rates(v, width), nl=False)
         return
-    from rich.console import Group
+    from rich.console import Console
     from rich.live import Live
     from rich.text import Text
+
+    console = Console()
 
     def frame():
         v = get()
         if as_json:
             return Text(json.dumps(v, sort_keys=True))
-        return Group(Text(render_table(v)), Text(_rates_text(v)))
+        width = console.size.width  # read each time: the terminal may be resized
+        return Text(render_text(v, width) + render_rates(v, width), end="")
     try:
-        with Live(frame(), refresh_per_second=4, screen=False) as live:
+        with Live(frame(), console=console, auto_refresh=False, vertical_overflow="visible") as live:
             while True:
                 time.sleep(interval)
-                live.update(frame())
+                live.update(frame(), refresh=True)
     except KeyboardInterrupt:
         pass
+
+
+@commands.command("cleanup")
+@click.option("--file-prefix", default=None,
+              help="only this instance's files (default: every dead kni-gw's)")
+def cleanup_cmd(file_prefix: Optional[str]) -> None:
+    """Remove what dead kni-gw instances left: hugepage files, the EAL run
+    directory /var/run/dpdk/PREFIX, the control socket. A running
+    instance's files are never touched (exit status 1 if --file-prefix
+    names one)."""
+    from . import instance
+
+    if os.geteuid() != 0:
+        die("kni-gw cleanup must run as root (hugepage files, /var/run/dpdk): use sudo")
+    prefixes = [file_prefix] if file_prefix else instance.known_prefixes()
+    busy = False
+    for p in prefixes:
+        r = instance.remains(p)
+        if r.alive:
+            who = f"pid {r.pid} ({instance.process_name(r.pid)})" if r.pid else "a process listening on its socket"
+            click.echo(f"--file-prefix {p}: in use by {who}: nothing removed")
+            busy = True
+        elif r.empty:
+            click.echo(f"--file-prefix {p}: nothing left behind")
+        else:
+            click.echo(f"--file-prefix {p}: removed {instance.remove(r).describe()}")
+    if not prefixes:
+        click.echo("no kni-gw instance has left anything behind")
+    if busy and file_prefix:
+        sys.exit(1)
 
 
 def run_gateway(argv: List[str]) -> int:

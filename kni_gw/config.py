@@ -56,32 +56,47 @@ APP_WITH_VALUE = {
 APP_REPEATABLE = {"dns_zone", "dns_listen", "dns_allow", "police"}
 
 # Control-plane policing defaults, per port: class -> (frames/s, burst).
-# 0 = not policed. "transit" is traffic the kernel forwards for routes the
-# fast path does not take: policing it would cut real traffic.
-POLICE_DEFAULTS = {
+# frames/s None: not policed; 0: every frame of the class dropped. "transit"
+# is traffic the kernel forwards (routes the fast path does not take, IP
+# options, MTU, forwarding off): limited so that a flood of it cannot
+# swamp the fifo that ARP, ND and routing protocols share with it; raise it
+# (or --police transit=off) where the kernel forwards real traffic.
+POLICE_DEFAULTS: Dict[str, Tuple[Optional[int], int]] = {
     "arp": (20_000, 1024), "nd": (20_000, 1024), "icmp": (20_000, 1024),
     "dns": (300_000, 4096), "local": (50_000, 2048), "resolve": (20_000, 1024),
-    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (0, 0), "other": (10_000, 512),
+    "error": (10_000, 512), "multicast": (10_000, 512), "transit": (10_000, 512), "other": (10_000, 512),
+    "routing": (20_000, 1024),
 }
 
 
-def parse_police(items: Sequence[str]) -> Dict[str, Tuple[int, int]]:
-    """--police CLASS=PPS[:BURST] (repeatable), --police off."""
+def parse_police(items: Sequence[str]) -> Dict[str, Tuple[Optional[int], int]]:
+    """--police CLASS=PPS[:BURST] | CLASS=off | CLASS=0 (repeatable), --police off.
+
+    CLASS=off: that class is not policed; CLASS=0: every frame of it is
+    dropped (a rate of zero); --police off: no class is policed."""
     out = dict(POLICE_DEFAULTS)
     for item in items:
         if item == "off":
-            out = {k: (0, 0) for k in out}
+            out = {k: (None, 0) for k in out}
             continue
-        m = re.fullmatch(r"([a-z]+)=(\d+)(?::(\d+))?", item)
+        m = re.fullmatch(r"([a-z]+)=(?:(off)|(\d+)(?::(\d+))?)", item)
         if not m or m.group(1) not in out:
-            raise ConfigError(f"--police {item!r}: CLASS=PPS[:BURST] with CLASS one of "
+            raise ConfigError(f"--police {item!r}: CLASS=PPS[:BURST], CLASS=off or CLASS=0 with CLASS one of "
                               f"{', '.join(POLICE_DEFAULTS)}, or --police off")
-        pps = int(m.group(2))
-        burst = int(m.group(3)) if m.group(3) else max(1, min(pps // 20, 4096))
+        if m.group(2):
+            out[m.group(1)] = (None, 0)
+            continue
+        pps = int(m.group(3))
+        if pps == 0 and m.group(4):
+            raise ConfigError(f"--police {item}: a rate of 0 drops every frame of {m.group(1)}; "
+                              f"it takes no burst")
+        burst = int(m.group(4)) if m.group(4) else max(1, min(pps // 20, 4096))
         if pps > 100_000_000 or burst > 1_000_000:
             raise ConfigError(f"--police {item}: at most 100000000 frames/s and a burst of 1000000")
-        out[m.group(1)] = (pps, burst)
+        out[m.group(1)] = (pps, 0 if pps == 0 else burst)
     return out
+
+
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
 
 MiB = 1 << 20
@@ -183,7 +198,8 @@ class RunConfig:
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
     dns_allow: List[str] = dataclasses.field(default_factory=list)
-    police: Dict[str, Tuple[int, int]] = dataclasses.field(default_factory=lambda: dict(POLICE_DEFAULTS))
+    police: Dict[str, Tuple[Optional[int], int]] = dataclasses.field(
+        default_factory=lambda: dict(POLICE_DEFAULTS))
     metrics: Optional[str] = None
     max_routes: Optional[TableSizes] = None   # --max-routes; None: sized at preflight
     tables: TableSizes = TableSizes(*TABLE_LADDER[-1])   # what the run uses (preflight)
@@ -515,6 +531,13 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
     for z in opts.get("dns_zone", []):
         if not os.path.isfile(z):
             raise ConfigError(f"--dns-zone {z}: no such file")
+    for a in opts.get("dns_listen", []):
+        host = a[1:-1] if a.startswith("[") and a.endswith("]") else a
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"--dns-listen {a!r}: not an IP address (e.g. 192.0.2.53 or 2001:db8::53; "
+                              f"the port is --dns-port)") from None
     metrics = None
     if "metrics" in opts:
         from .control import parse_metrics_addr
@@ -718,9 +741,21 @@ def preflight(cfg: RunConfig, host: HostFacts) -> str:
             "exception backend virtio-user needs /dev/vhost-net: sudo modprobe vhost_net, "
             "or use --exception tap")
     size_tables(cfg, host)
+    if cfg.dns_zones:
+        check_zones(cfg.dns_zones)
     for p in cfg.ports:
         if p.ifname in host.taken_ifnames:
             raise ConfigError(
                 f"interface {p.ifname} already exists (another kni-gw running?); "
                 f"stop it or remove the interface: sudo ip link del {p.ifname}")
     return backend
+
+
+def check_zones(paths: Sequence[str]) -> None:
+    """Load the zone files once, before EAL: a zone that cannot be served
+    is refused in one line, FILE:LINE: what."""
+    from .dns import ZoneError, Zones
+    try:
+        Zones.load(paths)
+    except ZoneError as e:
+        raise ConfigError(f"--dns-zone {e}") from None

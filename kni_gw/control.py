@@ -3,45 +3,191 @@
 * A control socket, /run/kni-gw/<file-prefix>.sock (directory 0700, socket
   0600: root only): a client sends "stats\\n" and gets one JSON object, the
   same as SIGUSR1's JSON plus per-port rates. `kni-gw stats` is its client.
-* --metrics [ADDR:]PORT: OpenMetrics text over HTTP (GET /metrics) with the
-  raw counters (never reset by SIGUSR2: Prometheus wants monotonic counters).
+* --metrics [ADDR:]PORT: OpenMetrics text over HTTP (GET or HEAD /metrics)
+  with the raw counters (never reset by SIGUSR2: Prometheus wants monotonic
+  counters). A bare PORT listens on 127.0.0.1 only.
 
-Both are served from the gateway's main loop, one short request at a time.
+Both are served from the gateway's main loop without ever waiting on a
+client: every connection is a non-blocking socket in the loop's selector
+with its own state (what it has received, what is left to write), a
+deadline (CONN_DEADLINE_S from accept to the last byte written) and a
+bound on how many are open (MAX_CONNS per server: the oldest is closed to
+make room). An idle or slow client costs a file descriptor for a moment,
+never the loop's time.
 """
 from __future__ import annotations
 
+import collections
+import ipaddress
 import json
 import logging
 import os
+import selectors
 import socket
 import stat
-from typing import Callable, Dict, List, Optional, Tuple
+import time
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from .instance import RUN_DIR, socket_path
 
 log = logging.getLogger("kni-gw")
 
-RUN_DIR = "/run/kni-gw"
-REQUEST_TIMEOUT_S = 0.5
+CONN_DEADLINE_S = 2.0
+MAX_CONNS = 64
+ACCEPTS_PER_EVENT = 16   # < MAX_CONNS: a client accepted in one batch is read before it could be evicted
 
 
-def serve_one(listener: socket.socket, answer: Callable[[bytes], bytes], size: int) -> None:
-    """Accept one connection, read one request, write answer(request)."""
-    try:
-        conn, _ = listener.accept()
-    except (BlockingIOError, InterruptedError):
-        return
-    with conn:
-        conn.settimeout(REQUEST_TIMEOUT_S)
+class _Conn:
+    __slots__ = ("sock", "inbuf", "out", "deadline")
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock = sock
+        self.inbuf = b""
+        self.out: Optional[memoryview] = None
+        self.deadline = deadline
+
+
+class StreamServer:
+    """A listening socket whose connections live in the caller's selector.
+
+    A subclass says when a request is complete (`complete`) and what to
+    answer (`answer`); this class accepts, reads, writes and closes, never
+    blocking. The selector key's data is this object's `on_event`."""
+
+    max_request = 4096
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.sock.setblocking(False)
+        self.sel: Optional[selectors.BaseSelector] = None
+        self.conns: Dict[int, _Conn] = {}
+        self.order: Deque[_Conn] = collections.deque()   # oldest first
+        self.counts: Dict[str, int] = collections.Counter()
+
+    # ---------------------------------------------------- what a subclass says
+    def complete(self, buf: bytes) -> bool:
+        raise NotImplementedError
+
+    def answer(self, request: bytes) -> bytes:
+        raise NotImplementedError
+
+    # ---------------------------------------------------- the selector
+    def attach(self, sel: selectors.BaseSelector) -> None:
+        self.sel = sel
+        sel.register(self.sock, selectors.EVENT_READ, self.on_event)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def on_event(self, key: selectors.SelectorKey, mask: int) -> None:
+        if key.fileobj is self.sock:
+            self._accept()
+            return
+        c = self.conns.get(key.fd)
+        if c is None:
+            return
         try:
-            conn.sendall(answer(conn.recv(size)))
+            if c.out is None and mask & selectors.EVENT_READ:
+                self._read(c)
+            elif c.out is not None and mask & selectors.EVENT_WRITE:
+                self._write(c)
         except OSError:
-            pass
+            self._close(c)
+
+    def expire(self, now: Optional[float] = None) -> Optional[float]:
+        """Close the connections past their deadline; returns the next
+        deadline, if any (deadlines grow with accept order)."""
+        now = time.monotonic() if now is None else now
+        while self.order:
+            c = self.order[0]
+            if c.sock.fileno() < 0:          # closed already
+                self.order.popleft()
+                continue
+            if c.deadline > now:
+                return c.deadline
+            self.counts["expired"] += 1
+            self._close(c)
+        return None
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_EVENT):
+            try:
+                s, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:      # EMFILE and the like: the next event tries again
+                self.counts["accept_errors"] += 1
+                if self.counts["accept_errors"] == 1:
+                    log.warning("%s: accept: %s", type(self).__name__, e.strerror)
+                return
+            s.setblocking(False)
+            while self.order and len(self.conns) >= MAX_CONNS:
+                old = self.order.popleft()        # the oldest makes room
+                if old.sock.fileno() >= 0:
+                    self.counts["evicted"] += 1
+                    self._close(old)
+            c = _Conn(s, time.monotonic() + CONN_DEADLINE_S)
+            self.conns[s.fileno()] = c
+            self.order.append(c)
+            self.sel.register(s, selectors.EVENT_READ, self.on_event)
+            self.counts["accepted"] += 1
+
+    def _read(self, c: _Conn) -> None:
+        try:
+            data = c.sock.recv(self.max_request)
+        except (BlockingIOError, InterruptedError):
+            return
+        c.inbuf += data
+        if data and len(c.inbuf) < self.max_request and not self.complete(c.inbuf):
+            return
+        if not c.inbuf:           # closed without asking anything
+            self._close(c)
+            return
+        c.out = memoryview(self.answer(c.inbuf[:self.max_request]))
+        self.sel.modify(c.sock, selectors.EVENT_WRITE, self.on_event)
+        self._write(c)
+
+    def _write(self, c: _Conn) -> None:
+        try:
+            n = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        c.out = c.out[n:]
+        if not len(c.out):
+            self.counts["answered"] += 1
+            self._close(c)
+
+    def _close(self, c: _Conn) -> None:
+        fd = c.sock.fileno()
+        if fd < 0:
+            return
+        self.conns.pop(fd, None)
+        if self.sel is not None:
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        c.sock.close()
+        if self.order and self.order[0] is c:
+            self.order.popleft()
+        # others leave `order` when they reach its head (expire skips them)
+
+    def close(self) -> None:
+        for c in list(self.conns.values()):
+            self._close(c)
+        if self.sel is not None:
+            try:
+                self.sel.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
+        self.sock.close()
 
 
-def socket_path(prefix: str) -> str:
-    return os.path.join(RUN_DIR, f"{prefix}.sock")
+class ControlServer(StreamServer):
+    """The control socket: one request line ("stats"), one JSON answer."""
 
+    max_request = 256
 
-class ControlServer:
     def __init__(self, prefix: str, view: Callable[[], dict]):
         self.path = socket_path(prefix)
         self.view = view
@@ -50,23 +196,20 @@ class ControlServer:
         if os.path.exists(self.path):
             # the prefix is ours (EAL locked it): what is there is a killed run's
             os.unlink(self.path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self.sock.bind(self.path)
+            sock.bind(self.path)
         finally:
             os.umask(old)
         os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
-        self.sock.listen(16)
-        self.sock.setblocking(False)
+        sock.listen(128)
+        super().__init__(sock)
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def complete(self, buf: bytes) -> bool:
+        return b"\n" in buf
 
-    def on_ready(self) -> None:
-        serve_one(self.sock, self._answer, 256)
-
-    def _answer(self, raw: bytes) -> bytes:
+    def answer(self, raw: bytes) -> bytes:
         req = raw.decode(errors="replace").strip()
         if req == "stats":
             out = json.dumps(self.view(), sort_keys=True)
@@ -75,7 +218,7 @@ class ControlServer:
         return out.encode() + b"\n"
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         try:
             os.unlink(self.path)
         except OSError:
@@ -83,38 +226,60 @@ class ControlServer:
 
 
 def query(prefix: str, timeout: float = 5.0) -> dict:
-    """The client side: one 'stats' request."""
+    """The client side: one 'stats' request. Failures are ConnectionError
+    with a one-line reason."""
     path = socket_path(prefix)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            while True:
+                try:
+                    s.connect(path)
+                    break
+                except BlockingIOError:
+                    # the listen backlog is full (a busy or flooded gateway): retry
+                    if time.monotonic() > deadline:
+                        raise TimeoutError from None
+                    time.sleep(0.01)
+            s.sendall(b"stats\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except FileNotFoundError:
+            raise ConnectionError(f"no kni-gw running with --file-prefix {prefix} ({path} not found)") from None
+        except PermissionError:
+            raise ConnectionError(f"{path}: permission denied (run as root)") from None
+        except ConnectionRefusedError:
+            raise ConnectionError(f"{path}: nobody listening (kni-gw stopped?)") from None
+        except (TimeoutError, socket.timeout):
+            raise ConnectionError(f"{path}: no answer within {timeout:g} s") from None
+        except OSError as e:
+            raise ConnectionError(f"{path}: {e.strerror or e}") from None
     try:
-        s.connect(path)
-    except FileNotFoundError:
-        raise ConnectionError(f"no kni-gw running with --file-prefix {prefix} ({path} not found)") from None
-    except PermissionError:
-        raise ConnectionError(f"{path}: permission denied (run as root)") from None
-    except ConnectionRefusedError:
-        raise ConnectionError(f"{path}: nobody listening (kni-gw stopped?)") from None
-    with s:
-        s.sendall(b"stats\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+        return json.loads(buf)
+    except ValueError:
+        raise ConnectionError(f"{path}: the gateway closed the connection without a whole answer") from None
 
 
 # ---------------------------------------------------------------- metrics
 
 def parse_metrics_addr(text: str) -> Tuple[str, int]:
     host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
+    # a bare port is local only: the management endpoint of an edge gateway
+    # should not face the wire unless the operator says so
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"--metrics {text!r}: {host!r} is not an IP address") from None
     try:
         p = int(port)
     except ValueError:
-        raise ValueError(f"--metrics {text!r}: [ADDR:]PORT, e.g. 9101 or 127.0.0.1:9101") from None
+        raise ValueError(f"--metrics {text!r}: [ADDR:]PORT, e.g. 9101 (127.0.0.1) or 0.0.0.0:9101") from None
     if not 0 < p < 65536:
         raise ValueError(f"--metrics {text!r}: port out of range")
     return host, p
@@ -180,36 +345,44 @@ def openmetrics(view: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-class MetricsServer:
+class MetricsServer(StreamServer):
+    """GET (or HEAD) /metrics over HTTP/1.1, one request per connection."""
+
+    max_request = 8192
+
     def __init__(self, addr: str, view: Callable[[], dict]):
         host, port = parse_metrics_addr(addr)
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(fam, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(16)
-        self.sock.setblocking(False)
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
+        super().__init__(sock)
         self.view = view
-        log.info("metrics: http://%s:%d/metrics", host, port)
+        log.info("metrics: http://%s/metrics", f"[{host}]:{port}" if fam == socket.AF_INET6 else f"{host}:{port}")
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def complete(self, buf: bytes) -> bool:
+        return b"\r\n\r\n" in buf or b"\n\n" in buf
 
-    def on_ready(self) -> None:
-        serve_one(self.sock, self._answer, 4096)
-
-    def _answer(self, raw: bytes) -> bytes:
-        line = raw.decode(errors="replace").split("\r\n", 1)[0].split()
-        if len(line) >= 2 and line[0] == "GET" and line[1].split("?")[0] == "/metrics":
+    def answer(self, raw: bytes) -> bytes:
+        line = raw.decode(errors="replace").split("\n", 1)[0].split()
+        method = line[0] if line else ""
+        path = line[1].split("?")[0] if len(line) >= 2 else ""
+        if method in ("GET", "HEAD") and path == "/metrics":
             body = openmetrics(self.view()).encode()
             head = ("HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; "
                     "version=1.0.0; charset=utf-8\r\n")
-        else:
+        elif method in ("GET", "HEAD"):
             body, head = b"see /metrics\n", "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-        return head.encode() + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-
-    def close(self) -> None:
-        self.sock.close()
+        else:
+            body = b"GET or HEAD /metrics\n"
+            head = "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain\r\n"
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        return head.encode() + (b"" if method == "HEAD" else body)
 
 
 def with_rates(view: dict, prev: Optional[dict]) -> dict:

@@ -298,8 +298,9 @@ class Dataplane:
         cfg.fib.routes4, cfg.fib.tbl8s4 = t.routes4, t.tbl8s4
         cfg.fib.routes6, cfg.fib.tbl8s6 = t.routes6, t.tbl8s6
         for j, cls in enumerate(POLICE_CLASSES):
-            pps, burst = self.cfg.police.get(cls, (0, 0))
-            cfg.police_pps[j], cfg.police_burst[j] = pps, burst
+            pps, burst = self.cfg.police.get(cls, (None, 0))
+            cfg.police_pps[j] = lib.KG_POLICE_UNLIMITED if pps is None else pps
+            cfg.police_burst[j] = burst
         err = ffi.new("char[]", lib.KG_ERRLEN)
         rc = lib.kg_setup(cfg, err, lib.KG_ERRLEN)
         if rc < 0:

@@ -15,9 +15,11 @@ from typing import List, Optional, Set
 from rich.console import Console
 from rich.table import Table
 
-from .config import (ConfigError, HelpRequested, HostFacts, RunConfig, build_config,
+from . import instance
+from .config import (DEFAULT_FILE_PREFIX, ConfigError, HelpRequested, HostFacts, RunConfig, build_config,
                      enabled_lcores, eal_options, fmt_lcores, hugepages_free, hugetlbfs_mounted,
                      resolve_backend, split_argv)
+from .hostports import KERNEL_BACKED, parse_vdev, stack_off_problems, veth_far_end
 
 DPDK_DRIVERS = {"vfio-pci", "uio_pci_generic", "igb_uio"}
 SYS = os.environ.get("KNI_GW_SYSFS", "") + "/sys"
@@ -121,7 +123,8 @@ def checks(argv: List[str]) -> List[Check]:
         out.append(Check("IOMMU / vfio", "warn", "no IOMMU groups: vfio-pci only in unsafe no-IOMMU mode",
                          "boot with intel_iommu=on (or amd_iommu=on), or bind with --driver uio_pci_generic"))
 
-    out.append(ports_check(eal, cfg))
+    out += ports_checks(eal, cfg)
+    out += instance_checks(cfg.file_prefix if cfg else _prefix(eal), eal.get("--huge-dir", [None])[-1])
 
     ncpu = os.cpu_count() or 1
     lcores = enabled_lcores(eal, len(os.sched_getaffinity(0)))
@@ -144,16 +147,54 @@ def checks(argv: List[str]) -> List[Check]:
                              f"boot with isolcpus={fmt_lcores(polling)} nohz_full={fmt_lcores(polling)}"))
 
     if cfg:
-        taken = sorted(host.taken_ifnames)
-        out.append(Check("vEth names", "fail" if taken else "ok",
-                         f"{', '.join(taken)} already exist" if taken else ", ".join(ifnames) + " free",
-                         f"sudo ip link del {taken[0]}" if taken else ""))
+        owners = instance.tap_owners() if host.taken_ifnames else {}
+        for name in ifnames:
+            if name not in host.taken_ifnames:
+                out.append(Check(f"{name} name", "ok", "free"))
+                continue
+            pid = owners.get(name)
+            if pid is not None:
+                # a running gateway's interface: never propose deleting it
+                out.append(Check(f"{name} name", "fail",
+                                 f"{name} belongs to the running {instance.process_name(pid)} (pid {pid})",
+                                 "this command line would clash with it: run it in another network "
+                                 f"namespace, or stop that one first (sudo kill {pid})"))
+            else:
+                out.append(Check(f"{name} name", "fail", f"{name} exists and no process holds it",
+                                 f"sudo ip link del {name}"))
     return out
 
 
-def ports_check(eal, cfg: Optional[RunConfig]) -> Check:
+def _prefix(eal) -> str:
+    vals = eal.get("--file-prefix")
+    return vals[-1] if vals else DEFAULT_FILE_PREFIX
+
+
+def instance_checks(prefix: str, huge_dir: Optional[str]) -> List[Check]:
+    """A live instance with this prefix (the run could not start), and what
+    dead ones left (a start removes it; kni-gw cleanup does it now)."""
+    out = []
+    own = instance.remains(prefix, huge_dir)
+    if own.alive:
+        who = f"{instance.process_name(own.pid)} (pid {own.pid})" if own.pid else "a kni-gw"
+        out.append(Check("file prefix", "fail", f"--file-prefix {prefix} is in use by the running {who}",
+                         "give this run another --file-prefix"
+                         + (f", or stop that one first (sudo kill {own.pid})" if own.pid else "")))
+    else:
+        out.append(Check("file prefix", "ok", f"--file-prefix {prefix} free"))
+    for p in sorted(set(instance.known_prefixes()) | {prefix}):
+        r = own if p == prefix else instance.remains(p, huge_dir)
+        if r.alive or r.empty:
+            continue
+        out.append(Check(f"stale files {p}", "warn", f"a dead instance (--file-prefix {p}) left "
+                         f"{r.describe()}", f"sudo kni-gw cleanup --file-prefix {p}  (a start does it too)"))
+    return out
+
+
+def ports_checks(eal, cfg: Optional[RunConfig]) -> List[Check]:
+    """The ports EAL would probe, in its order: PCI first, then the vdevs."""
     allowed = eal.get("-a", []) + eal.get("--allow", [])
-    vdevs = eal.get("--vdev", [])
+    vdevs = [parse_vdev(v) for v in eal.get("--vdev", [])]
     bad = []
     for a in allowed:
         pci = a.split(",")[0]
@@ -163,22 +204,74 @@ def ports_check(eal, cfg: Optional[RunConfig]) -> Check:
         if drv not in DPDK_DRIVERS:
             bad.append(f"{pci} ({drv or 'no driver'})")
     if bad:
-        return Check("ports", "fail", "not bound to a DPDK driver: " + ", ".join(bad),
-                     f"sudo scripts/bind_nic.sh bind {bad[0].split()[0]}")
+        return [Check("ports", "fail", "not bound to a DPDK driver: " + ", ".join(bad),
+                      f"sudo scripts/bind_nic.sh bind {b.split()[0]}") for b in bad]
     if allowed:
-        n = len(allowed)
+        npci = len(allowed)
     elif "--no-pci" in eal:
-        n = 0
+        npci = 0
     else:
-        n = sum(1 for d in (os.listdir(os.path.join(SYS, "bus/pci/devices"))
-                            if os.path.isdir(os.path.join(SYS, "bus/pci/devices")) else [])
-                if pci_driver(d) in DPDK_DRIVERS)
-    n += len(vdevs)
+        npci = sum(1 for d in (os.listdir(os.path.join(SYS, "bus/pci/devices"))
+                               if os.path.isdir(os.path.join(SYS, "bus/pci/devices")) else [])
+                   if pci_driver(d) in DPDK_DRIVERS)
+    n = npci + len(vdevs)
     need = max((p.port for p in cfg.ports), default=-1) + 1 if cfg else 1
+    out = []
     if n < need:
-        return Check("ports", "fail", f"{n} port(s) for DPDK ({len(vdevs)} vdev), the command line "
-                     f"uses {need}", "sudo scripts/bind_nic.sh bind IFACE, or add --vdev ...")
-    return Check("ports", "ok", f"{n} port(s) for DPDK ({len(vdevs)} vdev)")
+        out.append(Check("ports", "fail", f"{n} port(s) for DPDK ({len(vdevs)} vdev), the command line "
+                         f"uses {need}", "sudo scripts/bind_nic.sh bind IFACE, or add --vdev ..."))
+    else:
+        out.append(Check("ports", "ok", f"{n} port(s) for DPDK ({len(vdevs)} vdev)"))
+    for i, v in enumerate(vdevs):
+        out += vdev_checks(npci + i, v)
+    return out
+
+
+def vdev_checks(port: int, v) -> List[Check]:
+    """One vdev as the run would open it; for a kernel-backed one, the
+    interface it sits on, set up as the README says."""
+    name = f"port {port} ({v.name})"
+    if v.driver in KERNEL_BACKED:
+        iface = v.args.get("iface")
+        if not iface:
+            return [Check(name, "fail", f"--vdev {v.text}: no iface=", f"--vdev {v.name},iface=IFACE")]
+        if not os.path.exists(f"/sys/class/net/{iface}"):
+            return [Check(name, "fail", f"iface={iface}: no such interface in this network namespace",
+                          f"ip -br link  (and --vdev {v.name},iface=<one of them>)")]
+        out = [Check(name, "ok", f"iface={iface}")]
+        problems = stack_off_problems(iface)
+        if problems:
+            out.append(Check(f"{iface} kept from the kernel", "warn",
+                             ", ".join(p[0] for p in problems) + ": Linux also answers for vEth addresses "
+                             f"straight off {iface}",
+                             "sudo sysctl -w " + " ".join(p[1] for p in problems)))
+        else:
+            out.append(Check(f"{iface} kept from the kernel", "ok", "rp_filter 1, arp_ignore 8, no IPv6"))
+        try:
+            far = veth_far_end(iface)
+        except Exception:  # noqa: BLE001 - netlink may refuse; the check is advisory
+            far = None
+        if far is not None:
+            ns, peer, csum = far
+            where = f"sudo ip netns exec {ns} " if ns else "sudo "
+            if peer is None:
+                out.append(Check(f"{iface} far end checksum", "warn",
+                                 "the veth's far end is in a namespace without a name: cannot check it",
+                                 "ethtool -K <far end> tx off, where it is"))
+            elif csum:
+                out.append(Check(f"{iface} far end checksum", "warn",
+                                 f"veth peer {peer}{f' (netns {ns})' if ns else ''} has TX checksum offload on: "
+                                 "TCP/UDP frames reach DPDK with half-done checksums",
+                                 f"{where}ethtool -K {peer} tx off"))
+            else:
+                out.append(Check(f"{iface} far end checksum", "ok", f"veth peer {peer}: TX checksum offload off"))
+        return out
+    if v.driver == "net_pcap":
+        for k in ("rx_pcap",):
+            f = v.args.get(k)
+            if f and not os.path.isfile(f):
+                return [Check(name, "fail", f"{k}={f}: no such file", f"--vdev {v.name},{k}=<a pcap file>")]
+    return [Check(name, "ok", v.text)]
 
 
 def main(argv: List[str]) -> int:

@@ -169,7 +169,14 @@ class KernelSync:
         try:
             self.dp.port_admin(st.port, up)
         except DataplaneError as e:
-            log.error("%s %s: %s", st.ifname, "up" if up else "down", e)
+            # believe the dataplane, not the request: a failed stop leaves
+            # the port down (drained) though still started
+            try:
+                st.up = self.dp.port_info(st.port).admin_up
+            except DataplaneError:
+                pass
+            log.error("%s %s: %s; port %d is %s", st.ifname, "up" if up else "down", e, st.port,
+                      "forwarding" if st.up else "not forwarding")
             return
         if up != st.up:
             log.info("%s %s: port %d %s", st.ifname, "up" if up else "down", st.port,

@@ -8,26 +8,31 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import linecache
 import logging
 import os
 import selectors
 import shlex
+import shutil
 import signal
 import sys
 import time
+import tracemalloc
 from typing import Deque
 
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
 
+from . import instance
 from .config import HostFacts, RunConfig, preflight
 from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
 from .control import ControlServer, MetricsServer, with_rates
 from .fibinstall import LIVENESS_S
+from .logfilter import StderrFilter, real_stderr_fd
 from .netlink import FibMirror
 from .nldecode import EventSocket
-from .stats import Stats, render_json, render_table
+from .stats import Stats, render_json, render_text
 
 log = logging.getLogger("kni-gw")
 
@@ -45,11 +50,12 @@ class Gateway:
         self.stats: Stats
         self.pending: Deque[int] = collections.deque()
         self.stopping = False
+        self.started = time.time()
 
     # ------------------------------------------------------------ signals
     def _on_signal(self, signum, frame) -> None:
         if signum in STOP_SIGNALS and self.stopping:
-            os.write(2, b"kni-gw: second signal: exiting now\n")
+            os.write(real_stderr_fd(), b"kni-gw: second signal: exiting now\n")
             os._exit(1)
         if signum in STOP_SIGNALS:
             self.stopping = True
@@ -69,8 +75,33 @@ class Gateway:
         cfg = self.cfg
         host = HostFacts.read([p.ifname for p in cfg.ports])
         backend = preflight(cfg, host)
+        self._clean_dead_instances()
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
         log.info("%s", cfg.memory_note)
+        if os.environ.get("KNI_GW_TRACEMALLOC"):
+            tracemalloc.start(8)
+        quiet = None
+        if cfg.log_level is None:
+            # DPDK's start-up chatter off stderr; --log-level shows it all
+            eal = cfg.eal_opts
+            quiet = StderrFilter(pci_scan="--no-pci" not in eal and not (eal.get("-a") or eal.get("--allow")))
+            quiet.start()
+        try:
+            return self._run(backend)
+        finally:
+            if quiet is not None:
+                quiet.stop()
+
+    def _run(self, backend: str) -> int:
+        cfg = self.cfg
+        self.metrics = None
+        if cfg.metrics:
+            # bound before EAL starts: a port in use or an address not here
+            # is refused before anything is set up
+            try:
+                self.metrics = MetricsServer(cfg.metrics, self._raw_view)
+            except OSError as e:
+                raise ConfigError(f"--metrics {cfg.metrics}: {e.strerror}") from None
         rfd, wfd = self._install_signals()
         self.dp = Dataplane(cfg, backend)
         self.dp.start()
@@ -81,6 +112,22 @@ class Gateway:
             signal.set_wakeup_fd(-1)
             os.close(rfd)
             os.close(wfd)
+
+    def _clean_dead_instances(self) -> None:
+        """Before EAL: refuse a prefix a live process holds; remove what dead
+        kni-gw instances left (this prefix's, and every prefix with a control
+        socket in /run/kni-gw): hugepage files, EAL run directory, socket."""
+        cfg = self.cfg
+        huge_dir = cfg.eal_opts.get("--huge-dir", [None])[-1]
+        own = instance.remains(cfg.file_prefix, huge_dir)
+        if own.alive:
+            who = f"pid {own.pid} ({instance.process_name(own.pid)})" if own.pid else "a kni-gw"
+            raise ConfigError(f"--file-prefix {cfg.file_prefix} is in use by {who}; stop it "
+                              f"or give another --file-prefix")
+        prefixes = sorted(set(instance.known_prefixes()) | {cfg.file_prefix})
+        for prefix, done in instance.clean_dead(prefixes, huge_dir).items():
+            if not done.empty:
+                log.info("removed what a dead kni-gw left (--file-prefix %s): %s", prefix, done.describe())
 
     def _serve(self, backend: str, rfd: int) -> int:
         cfg = self.cfg
@@ -99,14 +146,9 @@ class Gateway:
         self.fib.poll_sysctls()
         self.fib.resync()
         self.stats = Stats(self.dp)
-        self.dns = self.addr_events = self.metrics = None
+        self.dns = self.addr_events = None
         self.rate_prev = self.rate_last = None
         self.control = ControlServer(cfg.file_prefix, self._control_view)
-        if cfg.metrics:
-            try:
-                self.metrics = MetricsServer(cfg.metrics, self._raw_view)
-            except OSError as e:
-                raise ConfigError(f"--metrics {cfg.metrics}: {e.strerror}") from None
         if cfg.dns_zones:
             self._start_dns()
         log.info("ready (pid %d): %s",
@@ -117,9 +159,9 @@ class Gateway:
         sel.register(self.sync.fileno(), selectors.EVENT_READ, "netlink")
         sel.register(self.fib.fileno(), selectors.EVENT_READ, "fib")
         self.sel = sel
-        sel.register(self.control.fileno(), selectors.EVENT_READ, "control")
-        if self.metrics is not None:
-            sel.register(self.metrics.fileno(), selectors.EVENT_READ, "metrics")
+        servers = [self.control] + ([self.metrics] if self.metrics is not None else [])
+        for srv in servers:
+            srv.attach(sel)
         if self.dns is not None:
             self.dns.on_fd_change = self._dns_fd
             for fd in list(self.dns.fds):
@@ -132,8 +174,15 @@ class Gateway:
         self._log_policing()      # the baseline
         while True:
             timeout = min(LINK_POLL_S if cfg.monitor_link else SYSCTL_POLL_S, LIVENESS_S)
-            for key, _ in sel.select(timeout):
-                if key.data == "signal":
+            now = time.monotonic()
+            for srv in servers:
+                nxt = srv.expire(now)
+                if nxt is not None:
+                    timeout = min(timeout, max(nxt - now, 0.0))
+            for key, mask in sel.select(timeout):
+                if callable(key.data):           # a control or metrics connection
+                    key.data(key, mask)
+                elif key.data == "signal":
                     try:
                         while os.read(rfd, 512):
                             pass
@@ -143,21 +192,17 @@ class Gateway:
                     self.sync.on_readable()
                 elif key.data == "fib":
                     self.fib.on_readable()
-                elif key.data == "control":
-                    self.control.on_ready()
-                elif key.data == "metrics":
-                    self.metrics.on_ready()
                 elif key.data == "dns":
                     self.dns.on_ready(key.fd)
                 elif key.data == "addr":
                     self.addr_events.read()
                     self._dns_follow()
+            if self.stopping:      # before any other signal still queued
+                s = next((x for x in self.pending if x in STOP_SIGNALS), signal.SIGTERM)
+                log.info("%s: stopping", signal.Signals(s).name)
+                return 0
             while self.pending:
-                s = self.pending.popleft()
-                if s in STOP_SIGNALS:
-                    log.info("%s: stopping", signal.Signals(s).name)
-                    return 0
-                self._handle(s)
+                self._handle(self.pending.popleft())
             if not self.dp.alive:
                 log.error("the dataplane stopped unexpectedly")
                 return 1
@@ -192,7 +237,8 @@ class Gateway:
         self.police_prev = cur
 
     def _extra(self) -> dict:
-        extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix}
+        extra = {"fib": self.fib.view(), "pid": os.getpid(), "file_prefix": self.cfg.file_prefix,
+                 "started": self.started}
         if self.dns is not None:
             extra["dns"] = self.dns.stats.view()
         return extra
@@ -219,8 +265,14 @@ class Gateway:
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
+            if tracemalloc.is_tracing():
+                self._trace_growth()
             view = self.stats.current(self._extra())
-            out = render_json(view) + "\n" if self.cfg.stats_format == "json" else render_table(view)
+            if self.cfg.stats_format == "json":
+                out = render_json(view) + "\n"
+            else:
+                # a terminal: fit its width; a file or the journal: one line per port
+                out = render_text(view, shutil.get_terminal_size().columns if sys.stdout.isatty() else None)
             sys.stdout.write(out)
             sys.stdout.flush()
         elif signum == signal.SIGUSR2:
@@ -232,6 +284,28 @@ class Gateway:
                 self.dns.reload()
             else:
                 log.info("SIGHUP: nothing to reload")
+
+    def _trace_growth(self) -> None:
+        """KNI_GW_TRACEMALLOC=FILE: on each SIGUSR1, what Python allocated
+        since the first one, by allocation site, largest first (to find what
+        grows in a long run)."""
+        now = time.monotonic()
+        if now < getattr(self, "_trace_next", 0.0):
+            return                 # at most every 30 s: a snapshot is not cheap
+        self._trace_next = now + 30.0
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)])
+        if not hasattr(self, "_trace_base"):
+            self._trace_base = snap
+            return
+        stats = snap.compare_to(self._trace_base, "traceback")
+        with open(os.environ["KNI_GW_TRACEMALLOC"], "w") as f:
+            cur, peak = tracemalloc.get_traced_memory()
+            f.write(f"traced {cur} B (peak {peak} B); growth since the first SIGUSR1, by site:\n")
+            for st in stats[:25]:
+                f.write(f"{st.size_diff:+d} B {st.count_diff:+d} blocks\n")
+                for line in st.traceback.format()[-8:]:
+                    f.write(f"    {line}\n")
 
     # ------------------------------------------------------------ DNS
     def _start_dns(self) -> None:

@@ -25,11 +25,11 @@ fi
 # demo and the tests drive (iproute2, ping, pkill, tcpdump, dig, testpmd,
 # dnsperf, shellcheck, clang with libFuzzer for the fuzz test, BIRD and FRR
 # for the routing daemon tests, NSD as the reference DNS server of the
-# differential test and the DNS benchmark).
+# differential test and the DNS benchmark, tmux for what a terminal shows).
 pkgs=(dpdk dpdk-dev libdpdk-dev pkg-config gcc libc6-dev make
 	python3 python3-venv python3-dev
 	iproute2 iputils-ping procps psmisc tcpdump bind9-dnsutils kmod ethtool shellcheck util-linux dnsperf
-	clang-14 libclang-rt-14-dev bird2 frr systemd nsd)
+	clang-14 libclang-rt-14-dev bird2 frr systemd nsd tmux)
 if [ "$apt" = 1 ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do

@@ -106,7 +106,7 @@ class Gateway:
     """kni-gw running in the topology's gateway namespace."""
 
     def __init__(self, topo: Topology, args: List[str], stats_json: bool = True,
-                 eal: Optional[List[str]] = None, no_huge: bool = True):
+                 eal: Optional[List[str]] = None, no_huge: bool = True, stdout=None):
         self.topo = topo
         self.prefix = f"{topo.tag}"
         eal = eal if eal is not None else (
@@ -114,13 +114,16 @@ class Gateway:
             + (["--no-huge", "-m", "256"] if no_huge else [])
             + topo.vdevs())
         self.argv = [kni_gw_bin()] + eal + args + (["--stats-format", "json"] if stats_json else [])
+        # stdout: a pipe read into self.out, or a file given by the caller
         self.proc = subprocess.Popen(["ip", "netns", "exec", topo.gw] + self.argv,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: List[str] = []
         self.err: List[str] = []
         self._eof = 0
         self._cv = threading.Condition()
-        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+        streams = [(self.proc.stderr, self.err)] + ([(self.proc.stdout, self.out)] if stdout is None else [])
+        self._streams = len(streams)
+        for stream, sink in streams:
             threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
 
     def _pump(self, stream, sink) -> None:
@@ -141,7 +144,7 @@ class Gateway:
                     if pred(line):
                         return line
                 left = deadline - time.monotonic()
-                if left <= 0 or self._eof == 2:
+                if left <= 0 or self._eof == self._streams:
                     raise AssertionError(
                         "kni-gw: expected line not seen; stderr:\n" + "\n".join(self.err[-30:]))
                 self._cv.wait(min(left, 0.1))

@@ -75,3 +75,28 @@ def test_eal_failure_is_one_line(topo):
     r = run(topo, eal(topo, ["--no-huge", "--iova-mode", "bogus"]) + ONE_PORT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "kni-gw: error: EAL initialisation failed" in r.stderr
+
+
+@pytest.mark.parametrize("listen", ["300.1.1.1", "10.0.0.1:5353", "gw.example"])
+def test_bad_dns_listen_refused_before_eal(topo, listen):
+    zone = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "example.zone")
+    r = run(topo, eal(topo) + ONE_PORT + ["--dns-zone", zone, "--dns-listen", listen])
+    assert_refused(r, f"--dns-listen {listen!r}: not an IP address", topo.tag)
+    assert "EAL argv" not in r.stderr        # refused before EAL started
+    assert link_attr(topo.gw, "vEth0") == {}
+
+
+def test_bad_zone_refused_with_its_line_before_eal(topo, tmp_path):
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "example.zone")
+    lines = open(src).read().splitlines()
+    bad = lines[:8] + ["oops      IN A    192.168.0.300"] + lines[8:]
+    zone = tmp_path / "bad.zone"
+    zone.write_text("\n".join(bad) + "\n")
+    r = run(topo, eal(topo) + ONE_PORT + ["--dns-zone", str(zone)])
+    assert_refused(r, f"--dns-zone {zone}:9: ", topo.tag)
+    assert "EAL argv" not in r.stderr and "Traceback" not in r.stderr
+    assert link_attr(topo.gw, "vEth0") == {}
+    # a file that is not text: one line too, with the line
+    zone.write_bytes(b"\n".join(x.encode() for x in lines[:3]) + b"\nbin \xff\xfe IN A 1.2.3.4\n")
+    r = run(topo, eal(topo) + ONE_PORT + ["--dns-zone", str(zone)])
+    assert_refused(r, f"--dns-zone {zone}:4: not UTF-8 text", topo.tag)

@@ -312,3 +312,64 @@ def test_reason_names_come_from_c():
     assert len(set(dataplane.PUNT_REASONS)) == lib.KG_PUNT_MAX
     assert set(dataplane.RX_DROPS) | set(dataplane.EXC_DROPS) | set(dataplane.TX_DROPS) == \
         set(dataplane.DROP_REASONS)
+
+
+def police(frame, port=0):
+    """The class a punted frame is policed in (dataplane.POLICE_CLASSES), or None."""
+    from kni_gw.dataplane import POLICE_CLASSES
+    c = lib.kg_police(port, frame, len(frame))
+    return None if c < 0 else POLICE_CLASSES[c]
+
+
+def test_policing_classes_keep_control_traffic_apart_from_floods():
+    from scapy.all import (TCP, ICMP, ICMPv6EchoRequest, ICMPv6MLReport2, ICMPv6ND_RA, ICMPv6ND_RS,
+                           IPOption_Router_Alert, RouterAlert)
+    bcast = Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER0)
+    mcast4 = Ether(dst="01:00:5e:00:00:05", src=PEER0)
+    mcast6 = Ether(dst="33:33:00:00:00:01", src=PEER0)
+    hbh = IPv6ExtHdrHopByHop(options=[RouterAlert()])
+    ospf = b"\x02\x01\x00\x2c" + b"\x00" * 40          # an OSPFv2 hello's first bytes
+    cases = [
+        # ARP, ND, RS/RA, MLD: their own classes, multicast or not, options or not
+        (bytes(bcast / ARP(pdst="10.0.0.1")), "arp"),
+        (bytes(mcast6 / IPv6(src="fe80::2", dst="ff02::1:ff00:1") / ICMPv6ND_NS(tgt="2001:db8::1")), "nd"),
+        (bytes(ether() / IPv6(src="fe80::2", dst="fe80::1") / ICMPv6ND_NS(tgt="fe80::1")), "nd"),
+        (bytes(mcast6 / IPv6(src="fe80::2", dst="ff02::2") / ICMPv6ND_RS()), "nd"),
+        (bytes(mcast6 / IPv6(src="fe80::2", dst="ff02::1") / ICMPv6ND_RA()), "nd"),
+        (bytes(mcast6 / IPv6(src="fe80::2", dst="ff02::16") / hbh / ICMPv6MLReport2()), "nd"),
+        # routing protocols: OSPF hellos to 224.0.0.5 / ff02::5, BGP over link-local or global
+        (bytes(mcast4 / IP(src="10.0.0.2", dst="224.0.0.5", proto=89, ttl=1) / Raw(ospf)), "routing"),
+        (bytes(mcast6 / IPv6(src="fe80::2", dst="ff02::5", nh=89) / Raw(ospf)), "routing"),
+        (bytes(ether() / IPv6(src="fe80::2", dst="fe80::1") / TCP(sport=40000, dport=179)), "routing"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=179, dport=40000, flags="A")),
+         "routing"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=49152, dport=3784)), "routing"),
+        # to the gateway's own addresses: by what it carries, whatever its options
+        (bytes(ether() / IPv6(src="2001:db8:0::2", dst="2001:db8:0::1") / IPv6ExtHdrHopByHop() /
+               TCP(dport=22, flags="S")), "local"),
+        (bytes(ether() / IPv6(src="2001:db8:0::2", dst="2001:db8:0::1") / IPv6ExtHdrHopByHop() /
+               ICMPv6EchoRequest()), "icmp"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.0.0.1", options=[IPOption_Router_Alert()]) /
+               TCP(dport=22, flags="S")), "local"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.0.0.1", options=[IPOption_RR()]) / ICMP()), "icmp"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(dport=53)), "dns"),
+        (bytes(ether() / IPv6(src="fe80::2", dst="fe80::1") / ICMPv6EchoRequest()), "icmp"),
+        # the floods: broadcast, martian sources, transit with options
+        (bytes(bcast / IP(src="10.0.0.2", dst="255.255.255.255") / UDP(dport=9)), "multicast"),
+        (bytes(ether() / IP(src="127.0.0.1", dst="10.0.0.1") / UDP(dport=9)), "other"),
+        (bytes(ether() / IP(src="0.1.2.3", dst="10.0.0.1") / TCP(dport=179)), "other"),  # martian BGP
+        (bytes(ether() / IPv6(src="::1", dst="fe80::1") / ICMPv6EchoRequest()), "other"),
+        (bytes(ether() / IP(src="10.0.0.2", dst="10.1.0.2", options=[IPOption_RR()]) / UDP()), "transit"),
+        (bytes(ether() / IPv6(src="2001:db8:0::2", dst="2001:db8:1::2") / IPv6ExtHdrHopByHop() / UDP()),
+         "transit"),
+        (frame4(ttl=1), "error"),
+        (frame4(dst="10.0.0.9"), "resolve"),
+        (frame4(), None),                                   # forwarded: not policed
+    ]
+    for f, want in cases:
+        assert police(f) == want, (Ether(f).summary(), police(f), want)
+    # every cut of a punted frame still gets a class, never a crash
+    for f, _ in cases:
+        for k in range(len(f)):
+            c = lib.kg_police(0, f[:k], k)
+            assert -1 <= c < lib.KG_POLICE_MAX

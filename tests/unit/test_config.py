@@ -88,11 +88,16 @@ def test_defaults_and_tunables():
 def test_police_option():
     from kni_gw.config import POLICE_DEFAULTS
     cfg = build_config(BASE, ncpus=2)
-    assert cfg.police == POLICE_DEFAULTS and cfg.police["transit"] == (0, 0)
+    assert cfg.police == POLICE_DEFAULTS
     cfg = build_config(BASE + ["--police", "icmp=500:50", "--police", "dns=1000"], ncpus=2)
     assert cfg.police["icmp"] == (500, 50) and cfg.police["dns"] == (1000, 50)
-    assert build_config(BASE + ["--police", "off"], ncpus=2).police["arp"] == (0, 0)
-    for bad in ("icmp", "pings=5", "icmp=x", "icmp=5:"):
+    # off: not policed; 0: a rate of zero, every frame of the class dropped
+    assert set(build_config(BASE + ["--police", "off"], ncpus=2).police.values()) == {(None, 0)}
+    cfg = build_config(BASE + ["--police", "icmp=0", "--police", "multicast=off"], ncpus=2)
+    assert cfg.police["icmp"] == (0, 0) and cfg.police["multicast"] == (None, 0)
+    with pytest.raises(ConfigError, match="drops every frame"):
+        build_config(BASE + ["--police", "icmp=0:10"], ncpus=2)
+    for bad in ("icmp", "pings=5", "icmp=x", "icmp=5:", "icmp=of"):
         with pytest.raises(ConfigError, match="CLASS=PPS"):
             build_config(BASE + ["--police", bad], ncpus=2)
 

@@ -2,7 +2,9 @@
 import json
 
 from kni_gw.dataplane import DROP_REASONS, POLICE_CLASSES, PUNT_REASONS
-from kni_gw.stats import derive, render_json, render_table, subtract
+import re
+
+from kni_gw.stats import derive, render_json, render_rates, render_text, subtract
 
 
 def snap(t, rx, tok, fwd, ktx, fk, tx, drops=None, mbufs=100):
@@ -44,10 +46,87 @@ def test_json_and_table_renderings():
     v = subtract(snap(0, 12, 12, 0, 12, 9, 9, {"kernel_write": 0}), None)
     j = json.loads(render_json(v))
     assert j["ports"][0]["rx_packets"] == 12 and j["ports"][0]["tx_dropped"] == 0
-    t = render_table(v)
+    t = render_text(v)
     for col in ("Port", "Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets",
                 "tx_dropped", "to_kernel", "from_kernel", "drops by reason"):
         assert col in t
     assert "0/1/1" in t and "mbufs in use: 100 of 1023" in t
 
 
+
+
+def busy_view(big=False):
+    """A port with many reasons and (big=True) 20-digit counters."""
+    n = 18446744073709551615 if big else 289951234
+    base = snap(0, 0, 0, 0, 0, 0, 0)
+    v = subtract(snap(3700.0, n, n - 5, n // 3, n // 4, n // 5, n // 6,
+                      {r: n // (i + 7) for i, r in enumerate(DROP_REASONS)}), None)
+    p = v["ports"][0]
+    p["punts"] = {r: n // (i + 2) for i, r in enumerate(PUNT_REASONS)}
+    p["policed"] = {r: n // (i + 3) for i, r in enumerate(POLICE_CLASSES)}
+    p["hw"]["hw_imissed"] = 12345
+    v["ports"].append(dict(p, port=1, ifname="vEth1", lcore_rx=2, lcore_tx=3, lcore_exception=3))
+    v["started"], v["time"] = 100.0, 100.0 + 86400 + 3723
+    v["lcores"] = {"0": {"rx_packets": n, "tx_packets": n, "forwarded": n, "kernel_tx": n,
+                         "from_kernel": n, "dropped": n}}
+    v["fib"] = {"routes4": 1000000, "routes6": 65536, "fast4": 999999, "fast6": 65000,
+                "neighbours": 4000, "memory": 170 * 2**20}
+    v["dns"] = {"queries": n, "rcode_NOERROR": n, "rcode_NXDOMAIN": n, "truncated": n,
+                "tcp_queries": n, "malformed": n, "forwarded": 0, "reloads": 3}
+    base = base  # noqa
+    return v, base
+
+
+def every_number(v):
+    """Every counter a person must be able to read whole."""
+    out = []
+    for p in v["ports"]:
+        out += [p[k] for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "to_kernel",
+                               "from_kernel", "kernel_dropped", "forwarded")]
+        out += [x for x in p["drops"].values() if x] + [x for x in p["punts"].values() if x]
+        out += [x for x in p["policed"].values() if x]
+    return out
+
+
+def test_text_has_every_number_whole_at_any_width():
+    for big in (False, True):
+        v, _ = busy_view(big)
+        for width in (None, 80, 120) + (() if big else (60,)):
+            t = render_text(v, width) + render_rates(v, width)
+            assert "…" not in t and "┃" not in t and "│" not in t
+            if width is not None:
+                assert max(len(line) for line in t.splitlines()) <= width, (width, t)
+            words = set(re.findall(r"[\w/().:=-]+", t))
+            tokens = {w.split("=")[-1] for w in words}
+            for n in every_number(v):
+                assert str(n) in tokens, (n, width, t)
+            for col in ("Port", "Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets",
+                        "tx_dropped", "to_kernel", "from_kernel", "kernel_dropped", "forwarded"):
+                assert col in t
+            # the time of the dump and the uptime lead
+            assert re.match(r"kni-gw statistics at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4},\s+"
+                            r"up 1d 01:02:03", t), t
+            assert "imissed=12345" in t
+
+
+def test_text_for_a_file_is_one_line_per_port():
+    v, _ = busy_view()
+    lines = render_text(v, None).splitlines()
+    rows = [ln for ln in lines if re.match(r"^\s*[01]\s+\d+/\d+/\d+\s", ln)]
+    assert len(rows) == 2
+    for ln in rows:
+        assert "vEth" in ln and ln.split()[-1] == str(v["ports"][0]["forwarded"])
+    # one header line for the table: all the KNI sample's columns on it
+    assert sum(1 for ln in lines if ln.split()[:2] == ["Port", "Lcore(RX/TX/EXC)"]) == 1
+
+
+def test_text_at_80_columns_splits_whole_columns():
+    v, _ = busy_view(big=True)
+    t = render_text(v, 80)
+    heads = [ln.split() for ln in t.splitlines() if ln.lstrip().startswith("Port")]
+    assert len(heads) >= 2 and all(h[0] == "Port" for h in heads)
+    # every column appears once, in order
+    cols = [c for h in heads for c in h[1:]]
+    assert cols == ["Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "vEth",
+                    "to_kernel", "from_kernel", "kernel_dropped", "forwarded"][:len(cols)]
+    assert len(cols) == 10
