@@ -107,7 +107,7 @@ MiB = 1 << 20
 TABLE_LADDER = ((1 << 20, 1 << 18), (1 << 20, 1 << 16), (1 << 18, 1 << 14), (1 << 16, 1 << 14),
                 (1 << 14, 1 << 12))
 NO_HUGE_DEFAULT = (1 << 18, 1 << 14)    # --no-huge without -m: EAL is given what this needs
-EAL_MARGIN = 48 * MiB                    # EAL's own, rings, devices, TAP queues
+EAL_MARGIN = 64 * MiB                    # EAL's own, rings, devices, TAP queues and GSO pools
 MBUF_BYTES = 2176 + 128 + 64             # data room + struct rte_mbuf + mempool header
 
 

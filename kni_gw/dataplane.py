@@ -51,6 +51,10 @@ _eal_lock = threading.Lock()
 _eal_used = False
 
 
+def dpdk_version() -> str:
+    return ffi.string(lib.kg_dpdk_version()).decode()
+
+
 def strerror(rc: int) -> str:
     return ffi.string(lib.kg_strerror(rc)).decode()
 

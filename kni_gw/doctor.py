@@ -48,10 +48,10 @@ def pci_driver(pci: str) -> Optional[str]:
 
 def dpdk_version() -> str:
     try:
-        from ._dataplane import ffi, lib
-        return ffi.string(lib.kg_dpdk_version()).decode()
-    except ImportError:
+        from .dataplane import dpdk_version as version
+    except ImportError:          # the C dataplane is not built
         return ""
+    return version()
 
 
 def parse_cpulist(text: str) -> Set[int]:

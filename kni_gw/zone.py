@@ -202,12 +202,15 @@ def _to_dnslib(owner: DNSLabel, rtype: int, ttl: int, rd) -> RR:
 def load_zone(path: str) -> Zone:
     """Read and check one zone file. Raises ZoneError (`file:line: what`)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as e:
         raise ZoneError(f"{path}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ZoneError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        line = raw[:e.start].count(b"\n") + 1
+        raise ZoneError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
     col = _Collector()
     tok = dns.tokenizer.Tokenizer(text, path)
     reader = _Reader(os.path.dirname(os.path.abspath(path)), tok, dns.rdataclass.IN, col,
