@@ -30,6 +30,9 @@ LIVENESS_S the rx lcores' stamps are read (kg_adj_scan):
   entry goes FAILED, the fast path punts, and the kernel resolves again
   (a new MAC, or ICMP unreachable for a dead host).
 
+Static entries (PERMANENT, NOARP) are left alone: the kernel never re-checks
+them, and NTF_USE would even clear NUD_PERMANENT.
+
 At most LIVENESS_MSGS_S messages a second however many neighbours there
 are (the longest waiting first), and at most one per neighbour every
 NUDGE_S seconds; the probes
@@ -47,7 +50,8 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from . import dataplane as dp
 from .errors import DataplaneError
-from .mirror import AdjKey, Meaning, Mirror, Prefix, V4, V6, buckets, masked
+from .mirror import (NUD_NOARP, NUD_PERMANENT, AdjKey, Meaning, Mirror, Prefix, V4, V6, buckets,
+                     masked)
 
 log = logging.getLogger("kni-gw")
 
@@ -57,6 +61,10 @@ NUDGE_S = 4.0
 SILENCE_S = 1.5        # a neighbour heard from, still sent to, but quiet this long is probed,
 HEARD_S = 30.0         # ... if it was heard within this,
 STEADY_PERIODS = 2     # ... for this many periods in a row (it was talking, not a stray frame)
+# static entries (ip neigh ... nud permanent / noarp) are the operator's: the
+# kernel never re-checks them, and NTF_USE would clear NUD_PERMANENT
+# (__neigh_update's NEIGH_UPDATE_F_USE: new = old & ~NUD_PERMANENT)
+STATIC = NUD_PERMANENT | NUD_NOARP
 RETRY_BUDGET = 256     # failed routes tried again per pass that made room
 
 
@@ -492,14 +500,15 @@ class Liveness:
         for idx in moved:
             k = key_of.get(idx)
             n = self.m.neigh.get(k) if k else None
-            if n is None or budget <= 0 or now - self.nudged.get(k, -1e9) < NUDGE_S:
+            if n is None or n[1] & STATIC or budget <= 0 or now - self.nudged.get(k, -1e9) < NUDGE_S:
                 continue
             self._probe(k, n[0], now, f"sends from another MAC than {n[0].hex(':')}")
             budget -= 1
         due = []
         for idx in used:
             k = key_of.get(idx)
-            if k in self.m.neigh and now - self.nudged.get(k, -1e9) >= NUDGE_S:
+            n = self.m.neigh.get(k) if k else None
+            if n is not None and not n[1] & STATIC and now - self.nudged.get(k, -1e9) >= NUDGE_S:
                 due.append(k)
         # the longest waiting first: under the cap, every neighbour gets its turn
         due.sort(key=lambda k: self.nudged.get(k, -1e9))

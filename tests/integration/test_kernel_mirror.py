@@ -1,6 +1,7 @@
 """The fast path follows the kernel as Linux itself would forward: default
 routes, IPv6 multipath edits, ``ip route append``, IPv6's global forwarding
 switch, tables that overflow, neighbours that change their MAC or die."""
+import json
 import re
 import time
 
@@ -271,4 +272,23 @@ def test_no_huge_without_m_starts_and_forwards(gateways):
     finally:
         if gw is not None:
             gw.kill()
+        topo.close()
+
+
+def test_static_neighbour_stays_static(gateways):
+    """An operator's permanent neighbour, used by the fast path, is left as
+    it is (NTF_USE would clear NUD_PERMANENT)."""
+    topo, gw = routed_pair(gateways)
+    try:
+        mac = json.loads(sh("ip", "-j", "link", "show", "p1", ns=topo.peers[1]).stdout)[0]["address"]
+        sh("ip", "neigh", "replace", "10.1.0.2", "lladdr", mac, "nud", "permanent", "dev", "vEth1", ns=topo.gw)
+        wait_for(lambda: ping(topo.peers[0], "10.1.0.2", count=1, wait=1).returncode == 0, timeout=15,
+                 what="path up")
+        r = ping(topo.peers[0], "10.1.0.2", count=30, interval=0.1)      # 3 s: several liveness periods
+        assert " 0% packet loss" in r.stdout, r.stdout
+        assert "PERMANENT" in sh("ip", "neigh", "show", "10.1.0.2", "dev", "vEth1", ns=topo.gw).stdout
+        # liveness did run: peer0 (dynamic, on vEth0, the replies' next hop) was reported
+        assert gw.stats()["fib"]["neigh_use"] >= 1
+    finally:
+        gw.kill()
         topo.close()
