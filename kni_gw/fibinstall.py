@@ -145,7 +145,7 @@ class Installer:
             if k in self.adj_of:
                 self._refresh_adj(k)
         if nh_changed:
-            self._refresh_slots()
+            self.refresh_slots()
         for key in keys:
             self._reconcile(key)
         self._flush()
@@ -428,8 +428,9 @@ class Installer:
                 self._release(a)
         return True
 
-    def _refresh_slots(self) -> None:
-        """Slots of kernel nexthop objects follow the objects."""
+    def refresh_slots(self) -> None:
+        """Slots of kernel nexthop objects follow the objects (their old
+        buckets are recycled at the end of the next pass)."""
         for key, s in list(self.slot_of.items()):
             if key[0] != "nh":
                 continue

@@ -206,6 +206,8 @@ class Mirror:
         aliases = tables[table].setdefault(rid, [])
         flags = m.get("nlflags", 0)
         if fam == V6:
+            if aliases and aliases[0] == r:
+                return None               # a restatement
             if (aliases and not flags & NLM_F_REPLACE and not r.nhid and not aliases[0].nhid
                     and r.rtype == aliases[0].rtype and r.hops and aliases[0].hops):
                 # a sibling joins (or the whole set is restated)
@@ -222,7 +224,8 @@ class Mirror:
             aliases[0] = r
             self._unuse(key, old)
         elif r in aliases:
-            pass                          # already known (a dump overlapping events)
+            return None                   # already known: a restatement (nexthop compat
+                                          # notifications, a dump overlapping events)
         elif flags & NLM_F_APPEND or "nlflags" not in m or flags & 0x2:   # NLM_F_MULTI: a dump, in order
             aliases.append(r)
         else:

@@ -110,7 +110,7 @@ class FibMirror:
                  v["routes4"], v["routes6"], len(m.nhs), len(m.neigh), time.monotonic() - t0)
 
     # ------------------------------------------------------------ events
-    def on_readable(self, budget: int = 20000) -> None:
+    def on_readable(self, budget: int = 5000) -> None:
         """Read what is queued (up to budget messages) and apply it as one batch."""
         with no_gc(freeze=False):
             n = self._batch(budget)
@@ -118,44 +118,50 @@ class FibMirror:
             gc.freeze()
 
     def _batch(self, budget: int) -> int:
-        try:
-            msgs = self.events.read(budget)
-        except OSError as e:
-            if e.errno != errno.ENOBUFS:
-                raise
-            log.warning("fib: netlink events lost (ENOBUFS); resynchronising from a dump")
-            self.resync()
-            return 0
         m = self.mirror
         # in the order the kernel told them: when a table is full, the
         # routes that came first are the ones installed
         touched: Dict[Prefix, None] = {}
         neigh = set()
         nh_changed = netconf = False
-        for msg in msgs:
-            ev = msg["event"]
-            if ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-                p = m.route(msg)
-                if p is not None:
-                    touched[p] = None
-            elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
-                k = m.neighbour(msg)
-                if k is not None:
-                    neigh.add(k)
-                    touched[(k[1], k[2], 32 if k[1] == socket.AF_INET else 128)] = None
-            elif ev in ("RTM_NEWNEXTHOP", "RTM_DELNEXTHOP"):
-                _, users = m.nexthop(msg)
-                touched.update(dict.fromkeys(users))
-                nh_changed = True
-            elif ev == "RTM_NEWNETCONF":
-                netconf = True
-        self.stats["events"] += len(msgs)
+        n = 0
+        try:
+            for msgs in self.events.datagrams(budget):
+                n += len(msgs)
+                for msg in msgs:
+                    ev = msg["event"]
+                    if ev in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+                        p = m.route(msg)
+                        if p is not None:
+                            touched[p] = None
+                    elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
+                        k = m.neighbour(msg)
+                        if k is not None:
+                            neigh.add(k)
+                            touched[(k[1], k[2], 32 if k[1] == socket.AF_INET else 128)] = None
+                    elif ev in ("RTM_NEWNEXTHOP", "RTM_DELNEXTHOP"):
+                        _, users = m.nexthop(msg)
+                        touched.update(dict.fromkeys(users))
+                        nh_changed = True
+                        # a nexthop object moves its routes at once: its slot
+                        # now, before the route messages the kernel sends
+                        # after it for each of them (compat mode)
+                        self.inst.refresh_slots()
+                    elif ev == "RTM_NEWNETCONF":
+                        netconf = True
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
+            log.warning("fib: netlink events lost (ENOBUFS); resynchronising from a dump")
+            self.resync()
+            return n
+        self.stats["events"] += n
         if netconf:
             self.poll_sysctls()
         if touched or neigh or nh_changed:
             touched.update(dict.fromkeys(m.host_keys_under(set(touched))))
             self.inst.apply(touched, nh_changed=nh_changed, neigh=neigh)
-        return len(msgs)
+        return n
 
     def tick(self) -> None:
         """Neighbour liveness (call every fibinstall.LIVENESS_S)."""

@@ -252,13 +252,22 @@ class EventSocket:
 
     def read(self, budget: int = 1 << 30) -> list:
         out: list = []
-        while len(out) < budget:
+        for part in self.datagrams(budget):
+            out.extend(part)
+        return out
+
+    def datagrams(self, budget: int = 1 << 30):
+        """Decoded datagrams, one list at a time, until about budget
+        messages or nothing is queued."""
+        n = 0
+        while n < budget:
             try:
                 buf = self.sock.recv(1 << 20)
             except BlockingIOError:
-                break
-            out.extend(parse(buf))
-        return out
+                return
+            part = parse(buf)
+            n += len(part)
+            yield part
 
 
 class NeighSender:
