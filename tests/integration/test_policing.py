@@ -161,7 +161,7 @@ def test_floods_leave_routing_hellos_and_pings_to_the_gateway_alone(topo, gatewa
     hello = Ether(dst="01:00:5e:00:00:05", src=pmac) / IP(src="10.0.0.2", dst="224.0.0.5", proto=89, ttl=1) \
         / Raw(b"\x02\x01\x00\x2c\x0a\x00\x00\x02" + b"\x00" * 36)
     seconds = 4
-    for what, frame in floods.items():
+    def flood_once(what, frame):
         before = gw.port()
         count = subprocess.Popen(["ip", "netns", "exec", topo.gw, sys.executable, "-c", HELLO_COUNT, "vEth0",
                                   str(seconds + 2)], stdout=subprocess.PIPE, text=True)
@@ -175,12 +175,20 @@ def test_floods_leave_routing_hellos_and_pings_to_the_gateway_alone(topo, gatewa
         sent_hellos = int(hellos.communicate(timeout=30)[0])
         flooded = int(flood.communicate(timeout=30)[0])
         got_hellos = int(count.communicate(timeout=30)[0])
-        after = gw.port()
+        return before, gw.port(), pings, sent_hellos, flooded, got_hellos
+
+    for what, frame in floods.items():
+        # the port must take the flood (frames a veth ring drops are in no
+        # counter: with more than 0.1% lost there, a lost hello could be the
+        # wire's, not the gateway's); a machine busy with other work can make
+        # the wire lose frames once: that run is repeated, once
+        for attempt in (1, 2):
+            before, after, pings, sent_hellos, flooded, got_hellos = flood_once(what, frame)
+            rx = after["rx_packets"] - before["rx_packets"]
+            if rx >= flooded * 0.999:
+                break
+        assert rx >= flooded * 0.999, f"{what}: the port itself lost {flooded - rx} of {flooded} frames, twice"
         policed = {k: after["policed"][k] - before["policed"][k] for k in after["policed"]}
-        rx = after["rx_packets"] - before["rx_packets"]
-        # the port took the flood (frames a veth ring drops are in no counter: with more than
-        # 0.1% lost there, a lost hello could be the wire's, not the gateway's)
-        assert rx >= flooded * 0.999, f"{what}: the port itself lost {flooded - rx} of {flooded} frames"
         assert sum(policed.values()) > rx // 3, (what, flooded, rx, policed)
         drops = {k: after["drops"][k] - before["drops"][k] for k in after["drops"]
                  if after["drops"][k] - before["drops"][k]}
