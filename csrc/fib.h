@@ -194,7 +194,7 @@ kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
 
 static inline int
 kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
-		 const uint8_t *ip, uint32_t avail, struct kg_verdict *v)
+		 const uint8_t *ip, uint32_t avail, const uint32_t *pre, struct kg_verdict *v)
 {
 	uint32_t ihl, tot, sum, i, src, dst, nh, frag;
 
@@ -238,7 +238,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) == 0xe ||
 	    src == 0xffffffffu || (dst >> 24) == 0 || (dst >> 24) == 127)
 		return kg_punt(v, KG_PUNT_SPECIAL);
-	nh = kg_lookup4(f, dst);
+	nh = pre ? pre[0] : kg_lookup4(f, dst);
 	if (nh == KG_PUNT_NO_ROUTE) {
 		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
 		if (nh == KG_NH_NONE)
@@ -252,7 +252,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	 * address says the neighbour is alive (heard) or, sent from another
 	 * MAC than its adjacency's, that it may have moved (the control side
 	 * asks the kernel to check it) */
-	i = kg_lookup4(f, src);
+	i = pre ? pre[1] : kg_lookup4(f, src);
 	if (i != KG_PUNT_NO_ROUTE) {
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);
@@ -345,10 +345,26 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 	return kg_nexthop(f, nh, hash, plen + 40, 1, v);
 }
 
-/* The verdict for one frame received on port index `in`. */
+/* The IPv4 addresses the classifier will look up in a frame (destination,
+ * source), for a lookup of a whole burst at once (kg_lookup4_burst); zeros
+ * for a frame that is not IPv4 or too short (its verdict does not use them). */
+static inline void
+kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
+{
+	if (len >= 14 + 20 && frame[12] == 0x08 && frame[13] == 0x00) {
+		ips[0] = kg_be32(frame + 14 + 16);
+		ips[1] = kg_be32(frame + 14 + 12);
+	} else {
+		ips[0] = ips[1] = 0;
+	}
+}
+
+/* The verdict for one frame received on port index `in`. pre: the next
+ * hops of its IPv4 destination and source looked up beforehand (the rx
+ * stage looks up a burst's in one rte_fib call, as l3fwd does), or NULL. */
 static inline int
 kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
-	       uint32_t len, struct kg_verdict *v)
+	       uint32_t len, const uint32_t *pre, struct kg_verdict *v)
 {
 	uint64_t mac;
 	uint32_t type;
@@ -364,7 +380,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 		return kg_punt(v, KG_PUNT_NOT_OURS);
 	type = kg_be16(frame + 12);
 	if (likely(type == 0x0800))
-		return kg_classify_ipv4(f, in, frame + 6, frame + 14, len - 14, v);
+		return kg_classify_ipv4(f, in, frame + 6, frame + 14, len - 14, pre, v);
 	if (type == 0x86dd)
 		return kg_classify_ipv6(f, in, frame + 14, len - 14, v);
 	if (type == 0x8100 || type == 0x88a8)
@@ -373,16 +389,23 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 }
 
 static inline int
-kg_classify_frame(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
-		  uint32_t len, struct kg_verdict *v)
+kg_classify_frame_pre(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
+		      uint32_t len, const uint32_t *pre, struct kg_verdict *v)
 {
-	int r = kg_classify_l3(f, in, frame, len, v);
+	int r = kg_classify_l3(f, in, frame, len, pre, v);
 
 	/* out of the interface it came in on: the kernel also sends a
 	 * redirect, so it is the kernel's to forward */
 	if (r == KG_VERDICT_FORWARD && v->egress == in)
 		return kg_punt(v, KG_PUNT_NOT_FAST);
 	return r;
+}
+
+static inline int
+kg_classify_frame(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
+		  uint32_t len, struct kg_verdict *v)
+{
+	return kg_classify_frame_pre(f, in, frame, len, NULL, v);
 }
 
 /* Forwarding rewrite, as the Linux kernel does it: destination MAC of the

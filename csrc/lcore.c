@@ -128,6 +128,8 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	unsigned int n_fwd[KG_MAX_PORTS];
 	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
+	uint32_t ips[2 * KG_BURST_MAX], pre[2 * KG_BURST_MAX];
+	uint64_t nhs[2 * KG_BURST_MAX];
 	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
 	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
 	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
@@ -153,15 +155,22 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		return nb;
 	}
 
+	/* the burst's IPv4 destinations and sources, looked up at once */
+	for (i = 0; i < nb; i++)
+		kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
+			      rte_pktmbuf_data_len(pkts[i]), &ips[2 * i]);
+	rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, (int)(2 * nb));
+	for (i = 0; i < 2 * nb; i++)
+		pre[i] = (uint32_t)nhs[i];
+
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
 		struct kg_verdict v;
 		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
 
-		if (i + 1 < nb)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 		bytes += m->pkt_len;
-		switch (kg_classify_frame(&kg_fib, pi, frame, rte_pktmbuf_data_len(m), &v)) {
+		switch (kg_classify_frame_pre(&kg_fib, pi, frame, rte_pktmbuf_data_len(m),
+					      &pre[2 * i], &v)) {
 		case KG_VERDICT_FORWARD: {
 			uint32_t len = kg_rewrite_frame(&kg_fib, frame,
 							rte_pktmbuf_data_len(m), &v);

@@ -132,6 +132,22 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	r = kg_classify_frame(&kg_fib, in, f, len, &v);
 	assert(r == v.action);
+	{
+		/* the rx stage's way: lookups done beforehand for the burst */
+		struct kg_verdict w;
+		uint32_t ips[2], pre[2];
+		uint64_t nhs[2];
+
+		kg_pre4_addrs(f, len, ips);
+		rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, 2);
+		pre[0] = (uint32_t)nhs[0];
+		pre[1] = (uint32_t)nhs[1];
+		assert(kg_classify_frame_pre(&kg_fib, in, f, len, pre, &w) == r);
+		assert(w.action == v.action && w.reason == v.reason && w.moved == v.moved &&
+		       w.heard == v.heard);
+		if (r == KG_VERDICT_FORWARD)
+			assert(w.egress == v.egress && w.adj == v.adj && w.adj_idx == v.adj_idx);
+	}
 	assert(v.moved == 0 || (v.moved >= KG_NH_FIRST_ADJ && v.moved < KG_ADJ_MAX));
 	assert(v.heard == 0 || (v.heard >= KG_NH_FIRST_ADJ && v.heard < KG_ADJ_MAX));
 	assert(!(v.moved && v.heard));
