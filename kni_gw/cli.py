@@ -64,9 +64,10 @@ Gateway options:
   --max-routes IPV4[,IPV6]
                           route table sizes, 1024 to 16777216 each (IPV6 =
                           IPV4/4 if not given); default: the largest of
-                          1M+256k, 1M+64k, 256k+16k, 64k+16k, 16k+4k that fits in
-                          EAL's memory (with --no-huge and no -m, kni-gw
-                          sets -m for 256k+16k)
+                          256k+16k, 64k+16k, 16k+4k that fits in EAL's
+                          memory (with --no-huge and no -m, kni-gw sets -m
+                          for 256k+16k); a full table, 1048576,262144,
+                          needs ~910 MB
   --metrics [ADDR:]PORT   serve OpenMetrics/Prometheus text at /metrics (GET or
                           HEAD); a bare PORT listens on 127.0.0.1 only, give
                           an address (e.g. 0.0.0.0:9101) to serve elsewhere

@@ -100,12 +100,14 @@ def parse_police(items: Sequence[str]) -> Dict[str, Tuple[Optional[int], int]]:
 APP_FLAGS = {"-P", "--promisc", "--monitor-link", "--busy-poll", "-h", "--help"}
 
 MiB = 1 << 20
-# The route tables take EAL memory: rte_lpm and rte_lpm6 each have a fixed
-# 64 MiB first level, then rules and second-level groups that grow with the
-# routes asked for. Without --max-routes, the largest of these that fits in
-# the memory EAL will have is taken (IPv4 routes, IPv6 routes).
-TABLE_LADDER = ((1 << 20, 1 << 18), (1 << 20, 1 << 16), (1 << 18, 1 << 14), (1 << 16, 1 << 14),
-                (1 << 14, 1 << 12))
+# The route tables take EAL memory: rte_fib and rte_lpm6 each have a fixed
+# 64 MiB first level, then a tree (rte_fib: ~420 B a route) or second-level
+# groups that grow with the routes asked for. Without --max-routes, the
+# largest of these that fits in the memory EAL will have, after the mbufs,
+# is taken (IPv4 routes, IPv6 routes): a full table (1M + 256k: ~910 MiB)
+# is asked for with --max-routes, so that a default start never takes every
+# free hugepage.
+TABLE_LADDER = ((1 << 18, 1 << 14), (1 << 16, 1 << 14), (1 << 14, 1 << 12))
 NO_HUGE_DEFAULT = (1 << 18, 1 << 14)    # --no-huge without -m: EAL is given what this needs
 EAL_MARGIN = 64 * MiB                    # EAL's own, rings, devices, TAP queues and GSO pools
 MBUF_BYTES = 2176 + 128 + 64             # data room + struct rte_mbuf + mempool header

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import glob
 import logging
 import os
 import shutil
@@ -220,28 +219,17 @@ class PortInfo:
     hw: Dict[str, int]
 
 
-def hugetlbfs_mounts(mounts: str = "/proc/mounts") -> List[str]:
-    try:
-        with open(mounts) as f:
-            return [ln.split()[1] for ln in f if len(ln.split()) > 2 and ln.split()[2] == "hugetlbfs"]
-    except OSError:
-        return []
-
-
 def remove_eal_leftovers(prefix: str, huge_dir: Optional[str] = None) -> None:
     """After rte_eal_cleanup(): EAL keeps a hugepage file or more and its
     runtime directory. The prefix was locked by this process until now, so
     what carries it is ours."""
-    dirs = [huge_dir] if huge_dir else hugetlbfs_mounts()
-    for d in dirs:
-        for f in glob.glob(os.path.join(glob.escape(d), glob.escape(prefix) + "map_*")):
-            try:
-                os.unlink(f)
-            except OSError as e:
-                log.warning("cannot remove %s: %s", f, e)
-    runtime = os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/var/run") if os.geteuid() else "/var/run",
-                           "dpdk", prefix)
-    shutil.rmtree(runtime, ignore_errors=True)
+    from .instance import eal_run_dir, hugepage_files
+    for f in hugepage_files(prefix, huge_dir):
+        try:
+            os.unlink(f)
+        except OSError as e:
+            log.warning("cannot remove %s: %s", f, e)
+    shutil.rmtree(eal_run_dir(prefix), ignore_errors=True)
 
 
 class Dataplane:

@@ -187,13 +187,7 @@ class Mirror:
             if aliases:
                 return key
             del tables[table][rid]
-            if not tables[table]:
-                del tables[table]
-                if table == LOCAL:
-                    self._count(self.local_lens[fam], plen, -1)
-            if not tables:
-                del self.routes[key]
-                self._count(self.lens[fam], plen, -1)
+            self._prune(key, table)
             self._unuse(key, r)
             return key
         if tables is None:
@@ -323,17 +317,23 @@ class Mirror:
         tables = self.routes.get(key)
         if not tables:
             return
-        fam, _, plen = key
         for table in list(tables):
             entries = tables[table]
             for rid in list(entries):
                 entries[rid] = [a for a in entries[rid] if a.nhid != nid]
                 if not entries[rid]:
                     del entries[rid]
-            if not entries:
-                del tables[table]
-                if table == LOCAL:
-                    self._count(self.local_lens[fam], plen, -1)
+            self._prune(key, table)
+
+    def _prune(self, key: Prefix, table: int) -> None:
+        """Drop a table of a prefix left without routes, and the prefix
+        left without tables, keeping the length counts."""
+        fam, _, plen = key
+        tables = self.routes[key]
+        if not tables[table]:
+            del tables[table]
+            if table == LOCAL:
+                self._count(self.local_lens[fam], plen, -1)
         if not tables:
             del self.routes[key]
             self._count(self.lens[fam], plen, -1)

@@ -9,5 +9,5 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 "$top/scripts/install.sh"
-"$top/scripts/setup_hugepages.sh" 512M
+"$top/scripts/setup_hugepages.sh" 1G
 exec "$top/.venv/bin/python" -m pytest -ra "$@" tests

@@ -227,10 +227,15 @@ def test_tables_sized_to_the_memory_eal_has():
     def need(t):
         return fib_size(t.routes4, t.tbl8s4, t.routes6, t.tbl8s6)
 
-    # hugepages: 1 GiB free, the largest step
+    # hugepages: 1 GiB free, the largest default step (not all the memory)
     cfg = build_config(BASE, ncpus=2)
     preflight(cfg, host(hugepages_free_bytes=1024 * MiB))
-    assert (cfg.tables.routes4, cfg.tables.routes6) == TABLE_LADDER[0]
+    assert (cfg.tables.routes4, cfg.tables.routes6) == TABLE_LADDER[0] == (262144, 16384)
+    assert need(cfg.tables) < 300 * MiB
+    # a full table is asked for, and fits in 2 GiB
+    cfg = build_config(BASE + ["--max-routes", "1048576,262144"], ncpus=2)
+    preflight(cfg, host(hugepages_free_bytes=2048 * MiB))
+    assert 850 * MiB < need(cfg.tables) < 950 * MiB
     # -m 256: a smaller step, which fits beside the mbufs
     cfg = build_config(BASE + ["-m", "256"], ncpus=2)
     preflight(cfg, host())
