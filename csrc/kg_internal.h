@@ -20,34 +20,19 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
-#include "fib.h"
+#include "datapath/police.h"
 #include "kni_gw.h"
+#include "rcu.h"
+#include "tables.h"
 
 #define KG_BURST_MAX 64
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
-/* Policing classes that go to the kernel through the priority fifo: a
- * flood in any other class cannot fill it. */
-static inline int
-kg_police_priority(int cls)
-{
-	return cls == KG_POLICE_ARP || cls == KG_POLICE_ND || cls == KG_POLICE_ICMP ||
-	       cls == KG_POLICE_ROUTING;
-}
-
 _Static_assert(KG_DROP_MAX == 11, "kg_port_counters.drops[] size");
 _Static_assert(KG_POLICE_MAX == 11, "kg_port_counters.policed[] size");
 
-/* A token bucket in TSC cycles: a frame costs `cost` cycles of credit, the
- * credit grows with time up to `depth`. rx lcore of the port: w and r. */
-struct kg_bucket {
-	uint64_t credit;
-	uint64_t last;
-	uint64_t cost;   /* 0: unlimited */
-	uint64_t depth;
-};
 _Static_assert(KG_PUNT_MAX == 17, "kg_port_counters.punts[] size");
 
 struct kg_port {
@@ -87,7 +72,6 @@ struct kg_dp {
 	struct kg_port port[KG_MAX_PORTS];
 	struct kg_lcore lcore[RTE_MAX_LCORE]; /* setup: w */
 	struct rte_mempool *pool;             /* setup: w */
-	struct rte_rcu_qsbr *qsbr;            /* lcores report quiescence, ctl waits */
 	unsigned int burst;                   /* setup: w */
 	unsigned int idle_sleep_us;           /* setup: w */
 	uint64_t exc_poll_cycles;             /* setup: w; KG_EXC_POLL_US in TSC cycles */
@@ -99,15 +83,14 @@ struct kg_dp {
 extern struct kg_dp kg;
 extern struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
 
-/* lcore.c */
+/* datapath/loop.c */
 int kg_lcore_loop(void *arg);
 
-/* port.c */
+/* control/port.c */
 int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);
-void kg_quiesce(void);
 
-/* fib.c */
+/* control/tables.c */
 void kg_fib_free(void);
 
 #define kg_err(err, errlen, ...) snprintf((err), (errlen), __VA_ARGS__)

@@ -87,7 +87,7 @@
 #define KG_STAGE_EXC 1
 #define KG_STAGE_TX 2
 
-/* Next-hop encoding shared with Python (fib.h has the picture).
+/* Next-hop encoding shared with Python (tables.h has the picture).
  * A route's next hop is a punt reason (< KG_NH_FIRST_ADJ), an adjacency
  * index, or KG_NH_GROUP | a group slot. A group slot holds either a punt
  * reason or a range of buckets (adjacency indexes, weights expanded). */

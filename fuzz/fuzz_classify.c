@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  *
  * fuzz_classify.c - libFuzzer harness over the classifier and the
- * forwarding rewrite (csrc/fib.h), with the real LPM tables.
+ * forwarding rewrite (csrc/datapath/classify.h), with the real LPM tables.
  *
  * Input: byte 0 picks the ingress port (low 2 bits) and whether the
  * exported kg_rewrite() is also fed a forged verdict (bit 7); the rest is

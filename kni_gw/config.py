@@ -149,7 +149,7 @@ def parse_max_routes(text: str) -> TableSizes:
 
 
 def mbuf_pool_bytes(cfg: "RunConfig") -> int:
-    """What the dataplane's mbuf pool will take (csrc/eal.c pool_size)."""
+    """What the dataplane's mbuf pool will take (csrc/control/eal.c pool_size)."""
     if cfg.mbufs:
         n = cfg.mbufs
     else:

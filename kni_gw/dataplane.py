@@ -30,7 +30,7 @@ BACKEND = {"tap": lib.KG_BACKEND_TAP, "virtio-user": lib.KG_BACKEND_VIRTIO_USER}
 
 
 def _names(kind: int, n: int) -> List[str]:
-    # the names are defined once, in csrc/names.c
+    # the names are defined once, in csrc/control/names.c
     out = [ffi.string(lib.kg_name(kind, i)).decode() for i in range(n)]
     assert lib.kg_name(kind, n) == ffi.NULL
     return out

@@ -232,8 +232,7 @@ kg_teardown(void)
 		rte_mempool_free(kg.pool);
 		kg.pool = NULL;
 	}
-	rte_free(kg.qsbr);
-	kg.qsbr = NULL;
+	kg_rcu_free();
 	rte_pdump_uninit();
 	rte_eal_cleanup();
 	kg.eal_ready = false;

@@ -294,15 +294,6 @@ kg_port_close_all(void)
 	}
 }
 
-/* Wait until every lcore has passed a quiescent point (or sleeps), so that
- * none still acts on what the control thread has just changed. */
-void
-kg_quiesce(void)
-{
-	if (__atomic_load_n(&kg.running, __ATOMIC_ACQUIRE) && kg.qsbr)
-		rte_rcu_qsbr_synchronize(kg.qsbr, RTE_QSBR_THRID_INVALID);
-}
-
 int
 kg_port_admin(unsigned short port_id, int up)
 {

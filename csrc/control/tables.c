@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  *
- * fib.c - create and edit the fast path's tables (see fib.h for who reads
+ * tables.c - create and edit the fast path's tables (see tables.h for who reads
  * and writes what). Called from the control thread only.
  */
 #include <errno.h>
@@ -9,26 +9,11 @@
 
 #include <rte_errno.h>
 #include <rte_malloc.h>
-#include <rte_rcu_qsbr.h>
 
-#include "fib.h"
+#include "tables.h"
 #include "kg_internal.h"
 
 struct kg_fib kg_fib;
-
-static int
-qsbr_ensure(void)
-{
-	size_t sz;
-
-	if (kg.qsbr)
-		return 0;
-	sz = rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE);
-	kg.qsbr = rte_zmalloc("kg_qsbr", sz, RTE_CACHE_LINE_SIZE);
-	if (kg.qsbr == NULL || rte_rcu_qsbr_init(kg.qsbr, RTE_MAX_LCORE) < 0)
-		return -ENOMEM;
-	return 0;
-}
 
 static void
 fib_conf_defaults(const struct kg_fib_conf *conf, struct rte_fib_conf *c4,
@@ -87,7 +72,7 @@ kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 
 	if (kg_fib.fib4)
 		return 0;
-	if (qsbr_ensure() < 0) {
+	if (kg_rcu_create() < 0) {
 		kg_err(err, errlen, "cannot allocate the lcore QSBR state");
 		return -ENOMEM;
 	}

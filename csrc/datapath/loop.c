@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  *
- * lcore.c - the polling loop: rx stage, exception stage, tx stage.
+ * loop.c - the polling loop: rx stage, exception stage, tx stage.
  *
  * One loop serves every role an lcore was given by --config. No system
  * call, printf or log in here, except the bounded idle back-off sleep and
@@ -49,23 +49,6 @@ fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
 	done = rte_ring_enqueue_burst(r, (void **)m, n, NULL);
 	drop_bulk(c, reason, m + done, n - done);
 	return done;
-}
-
-/* Control-plane policing: may one more frame of this class go to the
- * kernel now? (The bucket belongs to this port's rx lcore alone.) */
-static inline bool
-police_ok(struct kg_bucket *b, uint64_t now)
-{
-	if (b->cost == 0)
-		return true;
-	b->credit += now - b->last;
-	b->last = now;
-	if (b->credit > b->depth)
-		b->credit = b->depth;
-	if (b->credit < b->cost)
-		return false;
-	b->credit -= b->cost;
-	return true;
 }
 
 /* Send n mbufs on port p; free and count what the port does not take. The
@@ -192,7 +175,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		case KG_VERDICT_PUNT: {
 			int cls = kg_police_class(frame, rte_pktmbuf_data_len(m), v.reason);
 
-			if (unlikely(!police_ok(&p->police[cls], now))) {
+			if (unlikely(!kg_police_ok(&p->police[cls], now))) {
 				rte_pktmbuf_free(m);
 				ctr_add(&c->drops[KG_DROP_POLICED], 1);
 				ctr_add(&c->policed[cls], 1);
@@ -306,8 +289,7 @@ kg_lcore_loop(void *arg)
 	if (!lc->active)
 		return 0;
 
-	rte_rcu_qsbr_thread_register(kg.qsbr, lcore);
-	rte_rcu_qsbr_thread_online(kg.qsbr, lcore);
+	kg_rcu_reader_start(lcore);
 
 	while (!load_acquire(&kg.stop)) {
 		unsigned int work = 0;
@@ -325,7 +307,7 @@ kg_lcore_loop(void *arg)
 			work += stage_tx(lcore, &kg.port[lc->tx[i]], lc->tx[i]);
 
 		/* Nothing of the shared state read above is held past here. */
-		rte_rcu_qsbr_quiescent(kg.qsbr, lcore);
+		kg_rcu_reader_quiescent(lcore);
 
 		busy = work != 0;
 		if (work) {
@@ -337,13 +319,12 @@ kg_lcore_loop(void *arg)
 			continue;
 		/* Idle back-off: offline while asleep, so that a control
 		 * operation waiting for quiescence never waits for a sleeper. */
-		rte_rcu_qsbr_thread_offline(kg.qsbr, lcore);
+		kg_rcu_reader_offline(lcore);
 		idle_sleep(sleep_us);
-		rte_rcu_qsbr_thread_online(kg.qsbr, lcore);
+		kg_rcu_reader_online(lcore);
 		sleep_us = RTE_MIN(sleep_us * 2, max_sleep);
 	}
 
-	rte_rcu_qsbr_thread_offline(kg.qsbr, lcore);
-	rte_rcu_qsbr_thread_unregister(kg.qsbr, lcore);
+	kg_rcu_reader_stop(lcore);
 	return 0;
 }

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * tables.h - the fast path's tables, mirrored from the kernel by the control
+ * thread (kni_gw/netlink.py through fib.c), read by the rx lcores.
+ *
+ *   fib4     rte_fib (DIR24_8 over an rte_rib tree, O(log n) updates:
+ *            rte_lpm's rule table is scanned linearly per depth, which made
+ *            a 1M-route table quadratic to load). Updated live: entries are
+ *            written atomically; DPDK 22.11's rte_fib has no RCU, so the
+ *            control thread waits for the lcores' quiescence after each
+ *            batch of edits (kg_route4_commit), and no tbl8 group freed in
+ *            one batch is reused before every lookup of that batch is over.
+ *   lpm6     rte_lpm6 (no RCU in DPDK 22.11): the control thread raises
+ *            v6_writing, waits for the lcores, edits, lowers it. While it is
+ *            raised the lcores punt IPv6, so the kernel forwards it.
+ *   default4/default6  the next hop of the default route (0/0, ::/0),
+ *            which the LPMs do not take (depth 0); KG_NH_NONE when absent.
+ *   adj[]    one 64-bit word per next hop: MAC (bytes 0-5, wire order),
+ *            egress port index (byte 6), valid flag (byte 7). Written and
+ *            read whole, atomically: a lookup never sees a torn next hop.
+ *   group[]  one 64-bit word per group slot: n << 32 | base, the slot's
+ *            buckets being bucket[base .. base + n) (adjacency indexes,
+ *            each repeated as its weight asks); n == 0: punt for reason
+ *            `base`. A slot is re-pointed whole, atomically (a kernel
+ *            nexthop object that changes moves every route through it at
+ *            once); a bucket range is rewritten only once no lcore can
+ *            still read it (kg_sync).
+ *   stamp[l][kind]  per rx lcore, one byte per adjacency and kind: the
+ *            period (epoch) in which lcore l last forwarded to it (used),
+ *            forwarded a frame from its address with another source MAC
+ *            (moved) or with its own (heard). Single writer (that lcore);
+ *            ctl reads them in kg_adj_scan.
+ *
+ * Next-hop values: < KG_NH_FIRST_ADJ a punt reason, KG_NH_GROUP | g a
+ * group slot, else an adjacency index.
+ */
+#ifndef KG_TABLES_H
+#define KG_TABLES_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_fib.h>
+#include <rte_lpm6.h>
+
+#include "kni_gw.h"
+
+#define KG_ADJ_VALID (1ULL << 63)
+#define KG_ADJ_PORT_SHIFT 48
+#define KG_FRAG_MASK 0x3fff   /* MF flag and fragment offset */
+
+_Static_assert(KG_PUNT_MAX <= KG_NH_FIRST_ADJ, "punt reasons below adjacencies");
+_Static_assert((KG_BUCKET_MAX & (KG_BUCKET_MAX - 1)) == 0, "bucket pool size");
+_Static_assert(KG_ADJ_MAX <= KG_NH_GROUP && KG_GROUP_MAX <= KG_NH_GROUP, "next-hop encoding");
+
+struct kg_fib {
+	struct rte_fib *fib4;           /* ctl: w (rte_fib API), rx: r */
+	uint32_t v4_dirty;              /* ctl: w and r; edits since the last quiescence */
+	struct rte_lpm6 *lpm6;          /* ctl: w while v6_writing, rx: r otherwise */
+	uint32_t v6_writing;            /* ctl: w (atomic), rx: r (atomic) */
+	uint32_t default4;              /* ctl: w (atomic), rx: r (atomic) */
+	uint32_t default6;              /* ctl: w while v6_writing, rx: r otherwise */
+	uint64_t *adj;                  /* [KG_ADJ_MAX] ctl: w (atomic), rx: r (atomic) */
+	uint64_t *group;                /* [KG_GROUP_MAX] ctl: w (release), rx: r (acquire) */
+	uint32_t *bucket;               /* [KG_BUCKET_MAX] ctl: w unused ranges, rx: r */
+	uint8_t *stamp[RTE_MAX_LCORE][KG_STAMPS]; /* [KG_ADJ_MAX] per rx lcore: that lcore w, ctl r */
+	uint8_t epoch;                  /* ctl: w (atomic), rx: r (atomic) */
+	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; MAC in bytes 0-5 */
+	uint32_t port_mtu[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r */
+	uint32_t port_mtu6[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; 0 = port_mtu */
+	uint8_t fwd4[KG_MAX_PORTS];     /* ctl: w, rx: r; kernel forwarding sysctl */
+	uint8_t fwd6[KG_MAX_PORTS];
+	uint64_t memory;                /* ctl: w; bytes the tables take */
+};
+
+extern struct kg_fib kg_fib;
+
+static inline uint64_t
+kg_load64(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t
+kg_be16(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 8) | p[1];
+}
+
+static inline uint32_t
+kg_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The IPv4 next hop of ip (host order): KG_PUNT_NO_ROUTE when no prefix
+ * holds it (the FIB's default value; the default route is kept beside). */
+static inline uint32_t
+kg_lookup4(const struct kg_fib *f, uint32_t ip)
+{
+	uint64_t nh;
+
+	rte_fib_lookup_bulk(f->fib4, &ip, &nh, 1);
+	return (uint32_t)nh;
+}
+#endif /* KG_TABLES_H */
