@@ -40,8 +40,8 @@ struct kg_port {
 	uint16_t exc_port_id; /* setup: w; the vEthN ethdev */
 	uint16_t lcore_rx, lcore_tx, lcore_exc; /* setup: w */
 	bool restartable;     /* setup: w; false when stop cannot be undone */
-	bool started;         /* ctl: w (atomic), lcores: r (atomic) */
-	bool admin_up;        /* ctl: w (atomic), lcores: r (atomic) */
+	bool started;         /* ctl: w (release), lcores: r (acquire) */
+	bool admin_up;        /* ctl: w (release), lcores: r (acquire) */
 	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
 	struct rte_ring *to_kernel_hi; /* the same, for what keeps links and routing up
 					* (ARP, ND, routing protocols, ICMP to us): drained first */

@@ -15,8 +15,9 @@
  *            raised the lcores punt IPv6, so the kernel forwards it.
  *   default4/default6  the next hop of the default route (0/0, ::/0),
  *            which the LPMs do not take (depth 0); KG_NH_NONE when absent.
- *   adj[]    one 64-bit word per next hop: MAC (bytes 0-5, wire order),
- *            egress port index (byte 6), valid flag (byte 7). Written and
+ *   adj[]    one 64-bit word per next hop: MAC (bits 0-47, its first
+ *            byte lowest: kg_mac48), egress port index (bits 48-55),
+ *            valid flag (bit 63); the same on CPUs of either byte order. Written and
  *            read whole, atomically: a lookup never sees a torn next hop.
  *   group[]  one 64-bit word per group slot: n << 32 | base, the slot's
  *            buckets being bucket[base .. base + n) (adjacency indexes,
@@ -68,7 +69,7 @@ struct kg_fib {
 	uint32_t *bucket;               /* [KG_BUCKET_MAX] ctl: w unused ranges, rx: r */
 	uint8_t *stamp[RTE_MAX_LCORE][KG_STAMPS]; /* [KG_ADJ_MAX] per rx lcore: that lcore w, ctl r */
 	uint8_t epoch;                  /* ctl: w (atomic), rx: r (atomic) */
-	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; MAC in bytes 0-5 */
+	uint64_t port_mac[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; kg_mac48 */
 	uint32_t port_mtu[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r */
 	uint32_t port_mtu6[KG_MAX_PORTS]; /* ctl: w (atomic), rx: r; 0 = port_mtu */
 	uint8_t fwd4[KG_MAX_PORTS];     /* ctl: w, rx: r; kernel forwarding sysctl */
@@ -83,6 +84,29 @@ kg_load64(const uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
+
+/* A MAC address as a number, its first byte in bits 0-7, and back: the
+ * adjacency and port words hold MACs this way on any CPU (on a little-endian
+ * one the compiler makes each a plain load or store). */
+static inline uint64_t
+kg_mac48(const uint8_t *p)
+{
+	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+	       (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40;
+}
+
+static inline void
+kg_put_mac48(uint8_t *p, uint64_t w)
+{
+	p[0] = (uint8_t)w;
+	p[1] = (uint8_t)(w >> 8);
+	p[2] = (uint8_t)(w >> 16);
+	p[3] = (uint8_t)(w >> 24);
+	p[4] = (uint8_t)(w >> 32);
+	p[5] = (uint8_t)(w >> 40);
+}
+
+#define KG_MAC48_MASK 0xffffffffffffULL
 
 static inline uint32_t
 kg_be16(const uint8_t *p)

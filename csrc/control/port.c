@@ -14,7 +14,10 @@
 
 #include "kg_internal.h"
 
-#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* started and admin_up are published with release and read by the lcores
+ * with acquire: what the control thread did to the port before (start,
+ * MTU, MAC) is visible to an lcore that sees the flag, on any CPU. */
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* Drivers whose dev_stop cannot be undone by dev_start: net_af_packet
  * closes its sockets in dev_stop and never reopens them. Such a port stays
@@ -187,7 +190,7 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 		       rte_strerror(-ret));
 		return ret;
 	}
-	store_relaxed(&p->started, true);
+	store_release(&p->started, true);
 	fib_port_sync(p);
 	return exc_create(p, cfg->backend, cfg, err, errlen);
 }
@@ -287,7 +290,7 @@ kg_port_close_all(void)
 			rte_eth_dev_stop(p->port_id);
 			rte_eth_dev_close(p->port_id);
 		}
-		p->started = false;
+		store_release(&p->started, false);
 		fifo_free(&p->to_kernel);
 		fifo_free(&p->to_kernel_hi);
 		fifo_free(&p->tx);
@@ -305,15 +308,15 @@ kg_port_admin(unsigned short port_id, int up)
 	if (!up) {
 		/* down whatever happens next: the rx lcore drains a port that
 		 * is still started and counts its frames as port_down */
-		store_relaxed(&p->admin_up, false);
+		store_release(&p->admin_up, false);
 		if (p->restartable && p->started) {
-			store_relaxed(&p->started, false);
+			store_release(&p->started, false);
 			kg_quiesce();
 			ret = rte_eth_dev_stop(p->port_id);
 			if (ret < 0) {
 				/* still running: say so, so that a later up does
 				 * not start it twice */
-				store_relaxed(&p->started, true);
+				store_release(&p->started, true);
 				return ret;
 			}
 		}
@@ -323,9 +326,9 @@ kg_port_admin(unsigned short port_id, int up)
 		ret = rte_eth_dev_start(p->port_id);
 		if (ret < 0)
 			return ret;
-		store_relaxed(&p->started, true);
+		store_release(&p->started, true);
 	}
-	store_relaxed(&p->admin_up, true);
+	store_release(&p->admin_up, true);
 	return 0;
 }
 
@@ -400,8 +403,8 @@ kg_port_info(unsigned short port_id, struct kg_port_info *out)
 		memcpy(out->mac, mac.addr_bytes, 6);
 	if (rte_eth_dev_get_mtu(p->port_id, &mtu) == 0)
 		out->mtu = mtu;
-	out->admin_up = __atomic_load_n(&p->admin_up, __ATOMIC_RELAXED);
-	out->started = __atomic_load_n(&p->started, __ATOMIC_RELAXED);
+	out->admin_up = __atomic_load_n(&p->admin_up, __ATOMIC_ACQUIRE);
+	out->started = __atomic_load_n(&p->started, __ATOMIC_ACQUIRE);
 	memset(&link, 0, sizeof(link));
 	if (rte_eth_link_get_nowait(p->port_id, &link) == 0) {
 		out->link_up = link.link_status == RTE_ETH_LINK_UP;

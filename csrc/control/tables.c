@@ -259,13 +259,13 @@ kg_route6_del(const unsigned char *ip, unsigned char depth)
 int
 kg_adj_set(unsigned int idx, unsigned int port_index, const unsigned char *mac)
 {
-	uint64_t w = 0;
+	uint64_t w;
 
 	if (kg_fib.adj == NULL)
 		return -ENODEV;
 	if (idx < KG_NH_FIRST_ADJ || idx >= KG_ADJ_MAX || port_index >= KG_MAX_PORTS)
 		return -EINVAL;
-	memcpy(&w, mac, 6);
+	w = kg_mac48(mac);
 	w |= (uint64_t)port_index << KG_ADJ_PORT_SHIFT | KG_ADJ_VALID;
 	__atomic_store_n(&kg_fib.adj[idx], w, __ATOMIC_RELEASE);
 	return 0;
@@ -326,12 +326,9 @@ kg_fib_forwarding(unsigned int port_index, int ipv4, int ipv6)
 int
 kg_fib_port(unsigned int port_index, const unsigned char *mac, unsigned int mtu)
 {
-	uint64_t w = 0;
-
 	if (port_index >= KG_MAX_PORTS)
 		return -EINVAL;
-	memcpy(&w, mac, 6);
-	__atomic_store_n(&kg_fib.port_mac[port_index], w, __ATOMIC_RELAXED);
+	__atomic_store_n(&kg_fib.port_mac[port_index], kg_mac48(mac), __ATOMIC_RELAXED);
 	__atomic_store_n(&kg_fib.port_mtu[port_index], mtu, __ATOMIC_RELAXED);
 	return 0;
 }

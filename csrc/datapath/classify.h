@@ -159,11 +159,10 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);
 		if (i >= KG_NH_FIRST_ADJ && !(i & KG_NH_GROUP)) {
-			uint64_t a = kg_load64(&f->adj[i % KG_ADJ_MAX]), m = 0;
+			uint64_t a = kg_load64(&f->adj[i % KG_ADJ_MAX]);
 
-			memcpy(&m, smac, 6);
 			if ((a & KG_ADJ_VALID) && ((a >> KG_ADJ_PORT_SHIFT) & 0xff) == in) {
-				if ((a & 0xffffffffffffULL) != m)
+				if ((a & KG_MAC48_MASK) != kg_mac48(smac))
 					v->moved = i % KG_ADJ_MAX;
 				else
 					v->heard = i % KG_ADJ_MAX;
@@ -278,7 +277,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	if (frame[0] & 1)
 		return kg_punt(v, KG_PUNT_L2_MULTICAST);
 	mac = kg_load64(&f->port_mac[in]);
-	if (memcmp(frame, &mac, 6) != 0)
+	if (kg_mac48(frame) != mac)
 		return kg_punt(v, KG_PUNT_NOT_OURS);
 	type = kg_be16(frame + 12);
 	if (likely(type == 0x0800))
@@ -322,16 +321,17 @@ kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 	uint8_t *ip = frame + 14;
 	uint32_t newlen;
 
-	memcpy(frame, &v->adj, 6);
-	memcpy(frame + 6, &src, 6);
+	kg_put_mac48(frame, v->adj);
+	kg_put_mac48(frame + 6, src);
 	if (frame[12] == 0x08) {
-		uint32_t check = ((uint32_t)ip[11] << 8 | ip[10]) + rte_cpu_to_be_16(0x0100);
-		uint16_t c;
+		/* ip_decrease_ttl()'s arithmetic done in network byte order:
+		 * the same bytes as Linux on either kind of CPU */
+		uint32_t check = kg_be16(ip + 10) + 0x0100;
 
 		ip[8]--;
-		c = (uint16_t)(check + (check >= 0xffff));
-		ip[10] = (uint8_t)c;
-		ip[11] = (uint8_t)(c >> 8);
+		check += check >= 0xffff;
+		ip[10] = (uint8_t)(check >> 8);
+		ip[11] = (uint8_t)check;
 		newlen = 14 + kg_be16(ip + 2);
 	} else {
 		ip[7]--;

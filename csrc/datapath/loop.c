@@ -15,7 +15,6 @@
 
 #include "kg_internal.h"
 
-#define load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
 /* Counter writes: the owning lcore is the only writer, so a plain add is
@@ -62,7 +61,7 @@ tx_send(struct kg_port_counters *c, struct kg_port *p, struct rte_mbuf **pkts,
 	unsigned int i, sent;
 	uint64_t bytes = 0;
 
-	if (unlikely(!load_relaxed(&p->admin_up) || !load_relaxed(&p->started))) {
+	if (unlikely(!load_acquire(&p->admin_up) || !load_acquire(&p->started))) {
 		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
 		return 0;
 	}
@@ -120,7 +119,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	uint64_t bytes = 0, now;
 	uint32_t fwd_mask = 0;
 
-	if (!load_relaxed(&p->started))
+	if (!load_acquire(&p->started))
 		return 0;
 	nb = rte_eth_rx_burst(p->port_id, 0, pkts, kg.burst);
 	if (nb == 0)
@@ -128,7 +127,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	ctr_add(&c->rx_packets, nb);
 	now = rte_rdtsc();
 
-	if (unlikely(!load_relaxed(&p->admin_up))) {
+	if (unlikely(!load_acquire(&p->admin_up))) {
 		for (i = 0; i < nb; i++)
 			bytes += pkts[i]->pkt_len;
 		ctr_add(&c->rx_bytes, bytes);

@@ -93,6 +93,53 @@ def test_checksum_rewrite_matches_every_ttl():
             assert IP(bytes(ip)).chksum == chk, (ttl, tos)
 
 
+def linux_decrease_ttl_check(b10: int, b11: int) -> bytes:
+    """ip_decrease_ttl() as Linux runs it on a little-endian CPU (this
+    machine's kernel, the differential tests' oracle): the checksum field
+    read as a native u16, htons(0x0100) added, 0xffff folded."""
+    check = (b11 << 8 | b10) + 0x0001
+    check = (check + (check >= 0xFFFF)) & 0xFFFF
+    return bytes([check & 0xFF, check >> 8])
+
+
+def test_checksum_rewrite_is_linux_bytes_at_every_carry():
+    """The rewrite works in network byte order (no CPU byte order assumed)
+    and gives Linux's bytes exactly, including the carries and the 0xffff
+    fold, whatever the checksum field held (a valid header cannot reach
+    every value, so the field is set directly and the check is on bytes)."""
+    def csum_add(a, b):
+        s = a + b
+        return (s & 0xFFFF) + (s >> 16)
+
+    base = IP(frame4(ttl=64)[14:])
+    base.id = 0
+    del base.chksum
+    hdr = bytes(IP(bytes(base)))[:20]
+    s0 = 0
+    for i in range(0, 20, 2):
+        if i != 10:
+            s0 = csum_add(s0, hdr[i] << 8 | hdr[i + 1])
+    tried = 0
+    for b10 in (0x00, 0x01, 0x7F, 0xFE, 0xFF):
+        for b11 in (0x00, 0x01, 0xFE, 0xFF):
+            want = b10 << 8 | b11
+            if want == 0xFFFF:      # ~sum is never 0xffff for a real header
+                continue
+            # the id that makes the header's checksum `want`: ~(s0 + id) == want
+            ident = (~want & 0xFFFF) + (~s0 & 0xFFFF)
+            ident = ((ident & 0xFFFF) + (ident >> 16)) & 0xFFFF
+            ip = IP(hdr)
+            ip.id = ident
+            del ip.chksum
+            raw = bytes(IP(bytes(ip)))
+            assert raw[10:12] == bytes([b10, b11]), (hex(want), raw[10:12].hex())
+            v, out = classify(0, frame4(ttl=64)[:14] + raw + frame4(ttl=64)[34:])
+            assert v.name == "forward:1"
+            assert out[24:26] == linux_decrease_ttl_check(b10, b11), (hex(b10), hex(b11))
+            tried += 1
+    assert tried == 19
+
+
 def test_ethernet_padding_is_removed():
     f = frame4(payload=b"")          # 42 bytes; padded to 60 on the wire
     padded = f + b"\x00" * (60 - len(f))
