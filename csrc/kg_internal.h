@@ -35,28 +35,59 @@ _Static_assert(KG_POLICE_MAX == 11, "kg_port_counters.policed[] size");
 
 _Static_assert(KG_PUNT_MAX == 17, "kg_port_counters.punts[] size");
 
+#define KG_RXQ_MAX 16      /* rx queues per port */
+#define KG_TXQ_FIFO 0xff   /* kg_port.txq[]: no tx queue of its own, forward
+			    * through the port's tx fifo (its tx lcore sends) */
+
+_Static_assert(sizeof(((struct kg_port_conf *)0)->lcore_rx) ==
+	       KG_RX_LCORES * sizeof(unsigned short), "kg_port_conf.lcore_rx[] size");
+
+/* Queues. A port has nb_rxq rx queues, queue q polled by its rx lcore
+ * rxl[q % n_rxl] (one per rx lcore; more only where the driver keeps every
+ * queue live, see port.c rx_queues). Tx queue 0 belongs to the port's tx
+ * lcore: the kernel's frames (tx fifo) and its own forwarded frames. Every
+ * other lcore that forwards (an rx lcore of any port) owns tx queue
+ * txq[lcore] of every port and sends its forwarded frames there itself, so
+ * that no forwarded frame crosses a core; where the driver has too few tx
+ * queues, txq[lcore] is KG_TXQ_FIFO and the tx fifo carries them. */
 struct kg_port {
 	uint16_t port_id;     /* setup: w */
 	uint16_t exc_port_id; /* setup: w; the vEthN ethdev */
-	uint16_t lcore_rx, lcore_tx, lcore_exc; /* setup: w */
+	uint16_t lcore_tx, lcore_exc; /* setup: w */
+	uint16_t rxl[KG_RX_LCORES];   /* setup: w; the rx lcores */
+	uint16_t n_rxl;               /* setup: w */
+	uint16_t nb_rxq, nb_txq;      /* setup: w */
+	uint8_t rx_spread;            /* setup: w; KG_SPREAD_* */
+	bool tx_fifo_fallback;        /* setup: w; some txq[] are KG_TXQ_FIFO */
+	uint8_t txq[RTE_MAX_LCORE];   /* setup: w, lcores: r */
 	bool restartable;     /* setup: w; false when stop cannot be undone */
 	bool started;         /* ctl: w (release), lcores: r (acquire) */
 	bool admin_up;        /* ctl: w (release), lcores: r (acquire) */
-	struct rte_ring *to_kernel; /* rx: produce, exc: consume */
+	struct rte_ring *to_kernel; /* rx lcores: produce, exc: consume */
 	struct rte_ring *to_kernel_hi; /* the same, for what keeps links and routing up
 					* (ARP, ND, routing protocols, ICMP to us): drained first */
-	struct rte_ring *tx;        /* exc (+rx lcores forwarding): produce, tx: consume */
+	struct rte_ring *tx;        /* exc (+ forwarding lcores without a txq): produce, tx: consume */
 	uint64_t exc_last_poll;     /* exc: w, exc: r (TSC of the last vEthN read) */
-	struct kg_bucket police[KG_POLICE_MAX]; /* setup: w, then rx: w and r */
+	/* per rx lcore of the port (its slot in rxl[]): setup w, then that lcore w and r.
+	 * Each takes 1/n_rxl of the class's rate, so the port's limit holds. */
+	struct kg_bucket police[KG_RX_LCORES][KG_POLICE_MAX];
 	char ifname[KG_IFNAMSIZ];
 	char exc_name[48];    /* vdev name of the vEthN device */
 };
 
-/* What one lcore does: the ports whose rx, tx and exception work it runs. */
+/* One rx queue an lcore polls. */
+struct kg_rxq_ref {
+	uint8_t port;   /* index into kg_dp.port[] */
+	uint8_t queue;  /* rx queue id */
+	uint8_t slot;   /* this lcore's slot in the port's rxl[] (its policers) */
+};
+
+/* What one lcore does: the rx queues it polls, the ports whose tx and
+ * exception work it runs. */
 struct kg_lcore {
 	uint16_t n_rx, n_tx, n_exc;  /* setup: w, lcore: r */
-	uint8_t rx[KG_MAX_PORTS];    /* indexes into kg_dp.port[] */
-	uint8_t tx[KG_MAX_PORTS];
+	struct kg_rxq_ref rx[KG_MAX_PORTS * KG_RXQ_MAX];
+	uint8_t tx[KG_MAX_PORTS];    /* indexes into kg_dp.port[] */
 	uint8_t exc[KG_MAX_PORTS];
 	bool active;
 };
@@ -87,6 +118,7 @@ extern struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
 int kg_lcore_loop(void *arg);
 
 /* control/port.c */
+int kg_port_plan_all(const struct kg_config *cfg, char *err, unsigned int errlen);
 int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);
 

@@ -14,6 +14,7 @@
 #define KNI_GW_H
 
 #define KG_MAX_PORTS 16
+#define KG_RX_LCORES 8  /* rx lcores per port (RSS spreads flows over them) */
 #define KG_IFNAMSIZ 16
 #define KG_ERRLEN 256
 
@@ -132,11 +133,21 @@ struct kg_port_info {
 	unsigned long long exc_ipackets, exc_opackets, exc_oerrors;
 	unsigned int to_kernel_fifo_used; /* fifo occupancy now */
 	unsigned int tx_fifo_used;
+	/* queues: how many, and how the rx queues are spread */
+	unsigned int nb_rxq, nb_txq;
+	int rx_spread;              /* KG_SPREAD_* */
+	int tx_fifo_fallback;       /* 1: the driver has too few tx queues; forwarded
+				       frames reach it through its tx lcore's fifo */
 };
+#define KG_SPREAD_NONE 0        /* one rx queue */
+#define KG_SPREAD_RSS 1         /* the NIC's RSS (IP, TCP, UDP) */
+#define KG_SPREAD_DRIVER 2      /* the driver's own (af_packet fanout hash, af_xdp
+				   the netdev's RSS, pcap one file per queue) */
 
 struct kg_port_conf {
 	unsigned short port;     /* DPDK port id */
-	unsigned short lcore_rx;
+	unsigned short lcore_rx[8]; /* KG_RX_LCORES: its rx lcores, one rx queue each */
+	unsigned short nb_rx_lcores;
 	unsigned short lcore_tx;
 	unsigned short lcore_exc; /* exception I/O; = lcore_tx when not given */
 	char ifname[16];          /* vEthN */

@@ -153,9 +153,13 @@ def mbuf_pool_bytes(cfg: "RunConfig") -> int:
     if cfg.mbufs:
         n = cfg.mbufs
     else:
-        lcores = {lc for p in cfg.ports for lc in (p.lcore_rx, p.lcore_tx, p.lcore_exc)}
-        per_port = 2 * cfg.rx_desc + 2 * cfg.tx_desc + 2 * cfg.fifo_size + 4 * cfg.burst
-        need = per_port * len(cfg.ports) + (len(lcores) + 1) * 256 * 3 // 2
+        lcores = set().union(*(p.lcores for p in cfg.ports))
+        forwarding = set().union(*(p.lcores_rx for p in cfg.ports))
+        # per port: its rx queues (one per rx lcore) and at most one tx queue
+        # per forwarding lcore besides its tx lcore's, the vEth queues, fifos
+        need = sum((len(p.lcores_rx) + 1) * cfg.rx_desc + (len(forwarding - {p.lcore_tx}) + 2) * cfg.tx_desc
+                   + 3 * cfg.fifo_size + 4 * cfg.burst for p in cfg.ports)
+        need += (len(lcores) + 1) * 256 * 3 // 2
         n = 1
         while n - 1 < need:
             n <<= 1
@@ -168,10 +172,23 @@ BACKENDS = ("auto", "tap", "virtio-user")
 @dataclasses.dataclass(frozen=True)
 class PortConf:
     port: int
-    lcore_rx: int
+    lcores_rx: Tuple[int, ...]     # one rx queue each, flows spread by RSS
     lcore_tx: int
     lcore_exc: int
     exc_given: bool = False
+
+    @property
+    def lcore_rx(self) -> int:
+        return self.lcores_rx[0]
+
+    @property
+    def rx_text(self) -> str:
+        """The rx lcores as --config spells them: 0, or 0+2."""
+        return "+".join(str(lc) for lc in self.lcores_rx)
+
+    @property
+    def lcores(self) -> Set[int]:
+        return set(self.lcores_rx) | {self.lcore_tx, self.lcore_exc}
 
     @property
     def ifname(self) -> str:
@@ -255,8 +272,36 @@ def parse_portmask(text: str) -> int:
 _TUPLE = re.compile(r"\(([^()]*)\)")
 
 
+RX_LCORES_MAX = 8      # csrc/kni_gw.h KG_RX_LCORES
+CONFIG_FORM = "(port,lcore_rx,lcore_tx[,lcore_exception])"
+
+
+def parse_rx_lcores(text: str, where: str) -> Tuple[int, ...]:
+    """The rx field of a --config tuple: one lcore (``0``, the KNI sample's
+    form), or several joined with ``+`` and/or given as ranges (``0+2``,
+    ``0-3``): the port then gets one rx queue per lcore, flows spread by RSS."""
+    out: List[int] = []
+    for part in text.split("+"):
+        lo, dash, hi = part.partition("-")
+        if not lo.strip() or (dash and not hi.strip()):
+            raise ConfigError(f"--config {where}: rx lcores {text.strip()!r}: one lcore (0), "
+                              f"or several joined with + or as a range (0+2, 0-3)")
+        a = parse_int(lo.strip(), f"--config {where}")
+        b = parse_int(hi.strip(), f"--config {where}") if dash else a
+        if b < a:
+            raise ConfigError(f"--config {where}: rx lcore range {part.strip()} goes backwards")
+        for lc in range(a, b + 1):
+            if lc in out:
+                raise ConfigError(f"--config {where}: rx lcore {lc} is listed twice")
+            out.append(lc)
+    if len(out) > RX_LCORES_MAX:
+        raise ConfigError(f"--config {where}: at most {RX_LCORES_MAX} rx lcores per port")
+    return tuple(out)
+
+
 def parse_config(text: str) -> List[PortConf]:
-    """``(port,lcore_rx,lcore_tx[,lcore_exception])``, comma-separated tuples."""
+    """``(port,lcore_rx,lcore_tx[,lcore_exception])``, comma-separated
+    tuples; lcore_rx may list several lcores (``0+2``, ``0-3``)."""
     example = 'e.g. --config "(0,0,1)" or "(0,0,1),(1,0,1)"'
     s = text.strip()
     if not s:
@@ -273,24 +318,27 @@ def parse_config(text: str) -> List[PortConf]:
         if len(fields) < 3:
             raise ConfigError(
                 f"--config tuple ({m.group(1)}) has {len(fields)} field(s); "
-                f"it is (port,lcore_rx,lcore_tx[,lcore_exception])")
+                f"it is {CONFIG_FORM}")
         if len(fields) > 4:
             raise ConfigError(
                 f"--config tuple ({m.group(1)}): kni-gw takes one exception lcore per "
-                f"port, so at most 4 fields (port,lcore_rx,lcore_tx,lcore_exception)")
-        nums = [parse_int(f, f"--config ({m.group(1)})") for f in fields]
-        port, rx, tx = nums[:3]
-        exc = nums[3] if len(nums) == 4 else tx
+                f"port, so at most 4 fields {CONFIG_FORM}")
+        where = f"({m.group(1)})"
+        port = parse_int(fields[0], f"--config {where}")
+        rx = parse_rx_lcores(fields[1], where)
+        tx = parse_int(fields[2], f"--config {where}")
+        exc = parse_int(fields[3], f"--config {where}") if len(fields) == 4 else tx
         if port >= MAX_PORTS:
             raise ConfigError(f"--config: port {port} is out of range (0 to {MAX_PORTS - 1})")
         if port in seen:
-            raise ConfigError(f"--config: port {port} is listed twice; give each port one tuple")
+            raise ConfigError(f"--config: port {port} is listed twice; give each port one tuple "
+                              f"(several rx lcores go in its second field, e.g. ({port},0+2,1))")
         seen.add(port)
-        if rx == tx:
+        if rx == (tx,):
             raise ConfigError(
-                f"--config ({m.group(1)}): rx and tx of port {port} are both on lcore {rx}; "
+                f"--config ({m.group(1)}): rx and tx of port {port} are both on lcore {tx}; "
                 f"kni-gw runs a port's rx and tx on separate lcores, e.g. ({port},0,1)")
-        out.append(PortConf(port, rx, tx, exc, exc_given=len(nums) == 4))
+        out.append(PortConf(port, rx, tx, exc, exc_given=len(fields) == 4))
     return out
 
 
@@ -501,7 +549,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         src = "-l" if "-l" in eal_opts else "-c" if "-c" in eal_opts else \
             "--lcores" if "--lcores" in eal_opts else "the CPUs available"
         for p in ports:
-            for role, lc in (("rx", p.lcore_rx), ("tx", p.lcore_tx), ("exception", p.lcore_exc)):
+            for role, lc in [("rx", lc) for lc in p.lcores_rx] + [("tx", p.lcore_tx), ("exception", p.lcore_exc)]:
                 if lc not in lcores:
                     raise ConfigError(
                         f"port {p.port}: {role} lcore {lc} is not enabled by {src} "

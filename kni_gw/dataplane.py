@@ -217,6 +217,10 @@ class PortInfo:
     if_index: int
     driver: str
     hw: Dict[str, int]
+    nb_rxq: int = 1
+    nb_txq: int = 1
+    rx_spread: str = "none"        # none | rss | driver
+    tx_fifo_fallback: bool = False
 
 
 def remove_eal_leftovers(prefix: str, huge_dir: Optional[str] = None) -> None:
@@ -278,7 +282,10 @@ class Dataplane:
         cfg.nb_ports = len(self.cfg.ports)
         for i, p in enumerate(self.cfg.ports):
             pc = cfg.port[i]
-            pc.port, pc.lcore_rx, pc.lcore_tx, pc.lcore_exc = p.port, p.lcore_rx, p.lcore_tx, p.lcore_exc
+            pc.port, pc.lcore_tx, pc.lcore_exc = p.port, p.lcore_tx, p.lcore_exc
+            pc.nb_rx_lcores = len(p.lcores_rx)
+            for j, lc in enumerate(p.lcores_rx):
+                pc.lcore_rx[j] = lc
             pc.ifname = p.ifname.encode()
         cfg.backend = BACKEND[self.backend]
         cfg.promisc = int(self.cfg.promisc)
@@ -353,6 +360,9 @@ class Dataplane:
                 "hw_ipackets", "hw_imissed", "hw_ierrors", "hw_rx_nombuf", "hw_opackets",
                 "hw_oerrors", "exc_ipackets", "exc_opackets", "exc_oerrors",
                 "to_kernel_fifo_used", "tx_fifo_used")},
+            nb_rxq=out.nb_rxq, nb_txq=out.nb_txq,
+            rx_spread={lib.KG_SPREAD_RSS: "rss", lib.KG_SPREAD_DRIVER: "driver"}.get(out.rx_spread, "none"),
+            tx_fifo_fallback=bool(out.tx_fifo_fallback),
         )
 
     def counters(self) -> List[Dict[str, int]]:
@@ -377,7 +387,7 @@ class Dataplane:
         """Per lcore with a role: its own counters summed over the ports."""
         n = len(self.cfg.ports)
         out = ffi.new("struct kg_port_counters[]", n)
-        lcores = sorted({lc for p in self.cfg.ports for lc in (p.lcore_rx, p.lcore_tx, p.lcore_exc)})
+        lcores = sorted(set().union(*(p.lcores for p in self.cfg.ports)))
         res = {}
         for lc in lcores:
             got = lib.kg_stats_read_lcore(lc, out, n)

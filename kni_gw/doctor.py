@@ -136,7 +136,7 @@ def checks(argv: List[str]) -> List[Check]:
     else:
         out.append(Check("CPUs", "ok", f"lcores {fmt_lcores(lcores)} of {ncpu} CPUs"))
         isolated = parse_cpulist(_read(os.path.join(SYS, "devices/system/cpu/isolated")) or "")
-        polling = ({lc for p in cfg.ports for lc in (p.lcore_rx, p.lcore_tx, p.lcore_exc)}
+        polling = (set().union(*(p.lcores for p in cfg.ports))
                    if cfg else set(lcores))
         if polling <= isolated:
             out.append(Check("isolcpus", "ok", f"polling lcores {fmt_lcores(polling)} isolated"))

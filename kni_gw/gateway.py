@@ -135,9 +135,18 @@ class Gateway:
                  self.dp.mbufs, 2176 + 128, self.dp.mbufs * 2304 / 2**20, self.dp.mbuf_cache)
         for p in cfg.ports:
             info = self.dp.port_info(p.port)
-            log.info("port %d (%s %s, MTU %d) <-> %s [%s]; lcores rx %d, tx %d, exception %d",
+            spread = {"rss": ", flows spread by RSS", "driver": ", flows spread by the driver",
+                      "none": ""}[info.rx_spread]
+            log.info("port %d (%s %s, MTU %d) <-> %s [%s]; lcores rx %s, tx %d, exception %d; "
+                     "%d rx queue(s)%s, %d tx queue(s)",
                      p.port, info.driver, info.mac, info.mtu, p.ifname, backend,
-                     p.lcore_rx, p.lcore_tx, p.lcore_exc)
+                     p.rx_text, p.lcore_tx, p.lcore_exc, info.nb_rxq, spread, info.nb_txq)
+            if info.tx_fifo_fallback:
+                log.warning("port %d (%s): %d tx queue(s), too few for one per forwarding lcore: "
+                            "frames forwarded to it cross to its tx lcore %d through a fifo%s",
+                            p.port, info.driver, info.nb_txq, p.lcore_tx,
+                            " (give the driver qpairs=N)" if info.driver == "net_af_packet" else
+                            " (give the driver queue_count=N)" if info.driver == "net_af_xdp" else "")
         self.sync = KernelSync(self.dp, cfg)
         self.sync.start()
         port_of_ifindex = {self.sync.state[p.port].index: i for i, p in enumerate(cfg.ports)}

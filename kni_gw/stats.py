@@ -28,6 +28,7 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             "port": pc.port,
             "ifname": pc.ifname,
             "lcore_rx": pc.lcore_rx,
+            "lcores_rx": list(pc.lcores_rx),
             "lcore_tx": pc.lcore_tx,
             "lcore_exception": pc.lcore_exc,
             "driver": info.driver,
@@ -205,7 +206,7 @@ def render_text(view: Dict[str, Any], width: Optional[int] = None) -> str:
     out += wrap_items("", items, width)
     rows = []
     for p in view["ports"]:
-        rows.append([str(p["port"]), f"{p['lcore_rx']}/{p['lcore_tx']}/{p['lcore_exception']}",
+        rows.append([str(p["port"]), f"{'+'.join(str(x) for x in p.get('lcores_rx', [p['lcore_rx']]))}/{p['lcore_tx']}/{p['lcore_exception']}",
                      str(p["rx_packets"]), str(p["rx_dropped"]), str(p["tx_packets"]),
                      str(p["tx_dropped"]), f"{p['ifname']} ({'up' if p['admin_up'] else 'down'})",
                      str(p["to_kernel"]), str(p["from_kernel"]), str(p["kernel_dropped"]),

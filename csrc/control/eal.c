@@ -54,24 +54,29 @@ kg_lcore_enabled(unsigned int lcore_id)
 	return lcore_id < RTE_MAX_LCORE && rte_lcore_is_enabled(lcore_id);
 }
 
-static void
-lcore_add(uint8_t *list, uint16_t *n, unsigned int pi)
-{
-	list[(*n)++] = (uint8_t)pi;
-}
-
+/* Every lcore --config names must be enabled; record each port's lcores.
+ * The rx queues each lcore polls are planned with the ports (port.c). */
 static int
 roles_setup(const struct kg_config *cfg, char *err, unsigned int errlen)
 {
-	unsigned int i;
+	unsigned int i, j;
 
 	memset(kg.lcore, 0, sizeof(kg.lcore));
 	for (i = 0; i < cfg->nb_ports; i++) {
 		const struct kg_port_conf *pc = &cfg->port[i];
-		unsigned int l[3] = { pc->lcore_rx, pc->lcore_tx, pc->lcore_exc };
-		unsigned int j;
+		struct kg_port *p = &kg.port[i];
+		unsigned int l[KG_RX_LCORES + 2], n = 0;
 
-		for (j = 0; j < 3; j++) {
+		if (pc->nb_rx_lcores == 0 || pc->nb_rx_lcores > KG_RX_LCORES) {
+			kg_err(err, errlen, "port %u: between 1 and %d rx lcores",
+			       pc->port, KG_RX_LCORES);
+			return -EINVAL;
+		}
+		for (j = 0; j < pc->nb_rx_lcores; j++)
+			l[n++] = pc->lcore_rx[j];
+		l[n++] = pc->lcore_tx;
+		l[n++] = pc->lcore_exc;
+		for (j = 0; j < n; j++) {
 			if (!kg_lcore_enabled(l[j])) {
 				kg_err(err, errlen,
 				       "lcore %u (port %u) is not enabled by -l/-c",
@@ -80,9 +85,15 @@ roles_setup(const struct kg_config *cfg, char *err, unsigned int errlen)
 			}
 			kg.lcore[l[j]].active = true;
 		}
-		lcore_add(kg.lcore[pc->lcore_rx].rx, &kg.lcore[pc->lcore_rx].n_rx, i);
-		lcore_add(kg.lcore[pc->lcore_tx].tx, &kg.lcore[pc->lcore_tx].n_tx, i);
-		lcore_add(kg.lcore[pc->lcore_exc].exc, &kg.lcore[pc->lcore_exc].n_exc, i);
+		p->port_id = pc->port;
+		p->n_rxl = pc->nb_rx_lcores;
+		for (j = 0; j < pc->nb_rx_lcores; j++)
+			p->rxl[j] = pc->lcore_rx[j];
+		p->lcore_tx = pc->lcore_tx;
+		p->lcore_exc = pc->lcore_exc;
+		snprintf(p->ifname, sizeof(p->ifname), "%s", pc->ifname);
+		kg.lcore[pc->lcore_tx].tx[kg.lcore[pc->lcore_tx].n_tx++] = (uint8_t)i;
+		kg.lcore[pc->lcore_exc].exc[kg.lcore[pc->lcore_exc].n_exc++] = (uint8_t)i;
 	}
 	return 0;
 }
@@ -91,12 +102,15 @@ roles_setup(const struct kg_config *cfg, char *err, unsigned int errlen)
 static unsigned int
 pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 {
-	unsigned int per_port, n, pow2 = 1;
+	unsigned int n = 0, i, pow2 = 1;
 
-	per_port = 2 * cfg->rx_desc + 2 * cfg->tx_desc /* wire + vEth queues */
-		 + 3 * cfg->fifo_size                  /* to_kernel (two) + tx fifos */
-		 + 4 * cfg->burst;                     /* bursts in flight */
-	n = per_port * cfg->nb_ports + (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
+	for (i = 0; i < kg.nb_ports; i++)
+		n += kg.port[i].nb_rxq * cfg->rx_desc   /* wire queues */
+		   + kg.port[i].nb_txq * cfg->tx_desc
+		   + cfg->rx_desc + cfg->tx_desc        /* vEth queues */
+		   + 3 * cfg->fifo_size                 /* to_kernel (two) + tx fifos */
+		   + 4 * cfg->burst;                    /* bursts in flight */
+	n += (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
 	while (pow2 - 1 < n)
 		pow2 <<= 1;
 	return pow2 - 1;
@@ -136,9 +150,14 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 			return -ENODEV;
 		}
 	}
+	kg.nb_ports = cfg->nb_ports;
 	ret = roles_setup(cfg, err, errlen);
-	if (ret < 0)
+	if (ret == 0)
+		ret = kg_port_plan_all(cfg, err, errlen);
+	if (ret < 0) {
+		kg.nb_ports = 0;
 		return ret;
+	}
 	for (i = 0; i < RTE_MAX_LCORE; i++)
 		nb_lcores += kg.lcore[i].active;
 
@@ -146,37 +165,30 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 	kg.idle_sleep_us = cfg->idle_sleep_us;
 	kg.exc_poll_cycles = rte_get_tsc_hz() / 1000000 * KG_EXC_POLL_US;
 	for (i = 0; i < cfg->nb_ports; i++) {
-		unsigned int c;
+		unsigned int c, r, n = kg.port[i].n_rxl;
 
+		for (r = 0; r < n; r++)
 		for (c = 0; c < KG_POLICE_MAX; c++) {
-			struct kg_bucket *b = &kg.port[i].police[c];
+			struct kg_bucket *b = &kg.port[i].police[r][c];
 			uint64_t hz = rte_get_tsc_hz();
+			unsigned int pps = cfg->police_pps[c];
 
 			memset(b, 0, sizeof(*b));
-			if (cfg->police_pps[c] == KG_POLICE_UNLIMITED)
+			if (pps == KG_POLICE_UNLIMITED)
 				continue;      /* cost 0: not policed */
-			if (cfg->police_pps[c] == 0) {
+			if (pps == 0) {
 				/* drop all: no credit ever reaches the cost */
 				b->cost = UINT64_MAX;
 				continue;
 			}
-			b->cost = hz / cfg->police_pps[c];
+			/* each rx lcore of the port meters its share */
+			b->cost = hz * n / pps;
 			if (b->cost == 0)
 				b->cost = 1;
-			b->depth = b->cost * RTE_MAX(cfg->police_burst[c], 1u);
+			b->depth = b->cost * RTE_MAX(cfg->police_burst[c] / n, 1u);
 			b->credit = b->depth;
 			b->last = rte_rdtsc();
 		}
-	}
-	kg.nb_ports = cfg->nb_ports;
-	for (i = 0; i < cfg->nb_ports; i++) {
-		struct kg_port *p = &kg.port[i];
-
-		p->port_id = cfg->port[i].port;
-		p->lcore_rx = cfg->port[i].lcore_rx;
-		p->lcore_tx = cfg->port[i].lcore_tx;
-		p->lcore_exc = cfg->port[i].lcore_exc;
-		snprintf(p->ifname, sizeof(p->ifname), "%s", cfg->port[i].ifname);
 	}
 
 	if (cfg->mbufs == 0)

@@ -52,13 +52,17 @@ port_by_id(uint16_t port_id)
 	return NULL;
 }
 
+/* Configure a port's queues: nb_rxq rx queues (spread by RSS when
+ * rx_spread says so), nb_txq tx queues. */
 static int
-queues_setup(uint16_t pid, unsigned int rx_desc, unsigned int tx_desc,
-	     bool scatter, char *err, unsigned int errlen, const char *what)
+queues_setup(uint16_t pid, unsigned int nb_rxq, unsigned int nb_txq, int rx_spread,
+	     unsigned int rx_desc, unsigned int tx_desc, bool scatter, char *err,
+	     unsigned int errlen, const char *what)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf;
 	uint16_t nb_rxd = rx_desc, nb_txd = tx_desc;
+	unsigned int q;
 	int ret;
 
 	memset(&conf, 0, sizeof(conf));
@@ -72,10 +76,16 @@ queues_setup(uint16_t pid, unsigned int rx_desc, unsigned int tx_desc,
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	if (scatter && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER))
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
-	ret = rte_eth_dev_configure(pid, 1, 1, &conf);
+	if (rx_spread == KG_SPREAD_RSS) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP |
+						    RTE_ETH_RSS_UDP) &
+						   info.flow_type_rss_offloads;
+	}
+	ret = rte_eth_dev_configure(pid, nb_rxq, nb_txq, &conf);
 	if (ret < 0) {
-		kg_err(err, errlen, "%s: cannot configure: %s", what,
-		       rte_strerror(-ret));
+		kg_err(err, errlen, "%s: cannot configure %u rx and %u tx queues: %s",
+		       what, nb_rxq, nb_txq, rte_strerror(-ret));
 		return ret;
 	}
 	ret = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nb_rxd, &nb_txd);
@@ -84,19 +94,146 @@ queues_setup(uint16_t pid, unsigned int rx_desc, unsigned int tx_desc,
 		       rte_strerror(-ret));
 		return ret;
 	}
-	ret = rte_eth_rx_queue_setup(pid, 0, nb_rxd, rte_eth_dev_socket_id(pid),
-				     NULL, kg.pool);
+	for (q = 0; q < nb_rxq; q++) {
+		ret = rte_eth_rx_queue_setup(pid, q, nb_rxd, rte_eth_dev_socket_id(pid),
+					     NULL, kg.pool);
+		if (ret < 0) {
+			kg_err(err, errlen, "%s: cannot set up rx queue %u: %s", what,
+			       q, rte_strerror(-ret));
+			return ret;
+		}
+	}
+	for (q = 0; q < nb_txq; q++) {
+		ret = rte_eth_tx_queue_setup(pid, q, nb_txd, rte_eth_dev_socket_id(pid),
+					     NULL);
+		if (ret < 0) {
+			kg_err(err, errlen, "%s: cannot set up tx queue %u: %s", what,
+			       q, rte_strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Drivers that spread flows over their rx queues without RSS offload:
+ * net_af_packet (the kernel's PACKET_FANOUT_HASH over its sockets),
+ * net_af_xdp (each queue is a queue of the netdev, spread by its RSS),
+ * net_pcap (a file per queue: a benchmark harness). */
+static bool
+driver_spreads(const char *driver)
+{
+	return strcmp(driver, "net_af_packet") == 0 || strcmp(driver, "net_af_xdp") == 0 ||
+	       strcmp(driver, "net_pcap") == 0;
+}
+
+/* Drivers whose every rx queue receives whether or not it is set up:
+ * net_af_packet opens all `qpairs` sockets in one fanout group at probe, so
+ * a queue nobody polls would swallow its share of the flows. All of them
+ * are polled (spread over the port's rx lcores). */
+static bool
+driver_all_queues_live(const char *driver)
+{
+	return strcmp(driver, "net_af_packet") == 0;
+}
+
+/* The lcores that forward: the rx lcores of every port. */
+static unsigned int
+forwarding_lcores(uint16_t *out)
+{
+	bool seen[RTE_MAX_LCORE] = { false };
+	unsigned int i, j, n = 0;
+
+	for (i = 0; i < kg.nb_ports; i++)
+		for (j = 0; j < kg.port[i].n_rxl; j++)
+			if (!seen[kg.port[i].rxl[j]]) {
+				seen[kg.port[i].rxl[j]] = true;
+				out[n++] = kg.port[i].rxl[j];
+			}
+	return n;
+}
+
+/* A port's queues: how many rx queues and how flows reach them, which tx
+ * queue each forwarding lcore owns (or the fifo fallback), and the rx
+ * queues each lcore polls. Refuses what the driver cannot do, in one line. */
+static int
+port_plan(unsigned int pi, char *err, unsigned int errlen)
+{
+	struct kg_port *p = &kg.port[pi];
+	struct rte_eth_dev_info info;
+	uint16_t fwd[RTE_MAX_LCORE];
+	unsigned int nfwd, need, q, i;
+	int ret;
+
+	ret = rte_eth_dev_info_get(p->port_id, &info);
 	if (ret < 0) {
-		kg_err(err, errlen, "%s: cannot set up rx queue: %s", what,
-		       rte_strerror(-ret));
+		kg_err(err, errlen, "port %u: %s", p->port_id, rte_strerror(-ret));
 		return ret;
 	}
-	ret = rte_eth_tx_queue_setup(pid, 0, nb_txd, rte_eth_dev_socket_id(pid),
-				     NULL);
-	if (ret < 0) {
-		kg_err(err, errlen, "%s: cannot set up tx queue: %s", what,
-		       rte_strerror(-ret));
-		return ret;
+	/* rx: one queue per rx lcore (more where every queue is live) */
+	p->nb_rxq = p->n_rxl;
+	if (driver_all_queues_live(info.driver_name) && info.max_rx_queues > p->nb_rxq)
+		p->nb_rxq = RTE_MIN(info.max_rx_queues, KG_RXQ_MAX);
+	if (info.max_rx_queues < p->n_rxl) {
+		kg_err(err, errlen,
+		       "port %u (%s): %u rx lcores need %u rx queues, the driver offers %u%s",
+		       p->port_id, info.driver_name, p->n_rxl, p->n_rxl, info.max_rx_queues,
+		       strcmp(info.driver_name, "net_af_packet") == 0 ? " (give it qpairs=N)" :
+		       strcmp(info.driver_name, "net_af_xdp") == 0 ? " (give it queue_count=N)" : "");
+		return -EINVAL;
+	}
+	if (p->nb_rxq == 1)
+		p->rx_spread = KG_SPREAD_NONE;
+	else if (info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP))
+		p->rx_spread = KG_SPREAD_RSS;
+	else if (driver_spreads(info.driver_name))
+		p->rx_spread = KG_SPREAD_DRIVER;
+	else {
+		kg_err(err, errlen,
+		       "port %u (%s): cannot spread flows over %u rx lcores: the driver has no RSS",
+		       p->port_id, info.driver_name, p->n_rxl);
+		return -EINVAL;
+	}
+	for (q = 0; q < p->nb_rxq; q++) {
+		unsigned int slot = q % p->n_rxl;
+		struct kg_lcore *lc = &kg.lcore[p->rxl[slot]];
+
+		lc->rx[lc->n_rx++] = (struct kg_rxq_ref){ .port = (uint8_t)pi,
+							  .queue = (uint8_t)q,
+							  .slot = (uint8_t)slot };
+	}
+
+	/* tx: queue 0 for the tx lcore, one more per other forwarding lcore */
+	memset(p->txq, KG_TXQ_FIFO, sizeof(p->txq));
+	p->txq[p->lcore_tx] = 0;
+	nfwd = forwarding_lcores(fwd);
+	need = 1;
+	for (i = 0; i < nfwd; i++)
+		need += fwd[i] != p->lcore_tx;
+	if (info.max_tx_queues >= need) {
+		p->nb_txq = need;
+		q = 1;
+		for (i = 0; i < nfwd; i++)
+			if (fwd[i] != p->lcore_tx)
+				p->txq[fwd[i]] = (uint8_t)q++;
+		p->tx_fifo_fallback = false;
+	} else {
+		p->nb_txq = 1;
+		p->tx_fifo_fallback = true;
+	}
+	return 0;
+}
+
+int
+kg_port_plan_all(const struct kg_config *cfg, char *err, unsigned int errlen)
+{
+	unsigned int i;
+	int ret;
+
+	(void)cfg;
+	for (i = 0; i < kg.nb_ports; i++) {
+		ret = port_plan(i, err, errlen);
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }
@@ -139,8 +276,8 @@ exc_create(struct kg_port *p, int backend, const struct kg_config *cfg,
 		kg_err(err, errlen, "%s: created but not found", p->ifname);
 		return ret;
 	}
-	ret = queues_setup(p->exc_port_id, cfg->rx_desc, cfg->tx_desc, true,
-			   err, errlen, p->ifname);
+	ret = queues_setup(p->exc_port_id, 1, 1, KG_SPREAD_NONE, cfg->rx_desc,
+			   cfg->tx_desc, true, err, errlen, p->ifname);
 	if (ret < 0)
 		return ret;
 	ret = rte_eth_dev_start(p->exc_port_id);
@@ -172,8 +309,8 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 		return ret;
 	}
 	p->restartable = driver_restartable(info.driver_name);
-	ret = queues_setup(p->port_id, cfg->rx_desc, cfg->tx_desc, false, err,
-			   errlen, what);
+	ret = queues_setup(p->port_id, p->nb_rxq, p->nb_txq, p->rx_spread, cfg->rx_desc,
+			   cfg->tx_desc, false, err, errlen, what);
 	if (ret < 0)
 		return ret;
 	if (cfg->promisc) {
@@ -195,19 +332,21 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 	return exc_create(p, cfg->backend, cfg, err, errlen);
 }
 
+/* How many lcores put frames in port pi's tx fifo: its exception lcore
+ * (vEthN -> port), and the forwarding lcores that have no tx queue of
+ * their own on it. */
 static unsigned int
 tx_fifo_producers(unsigned int pi)
 {
+	const struct kg_port *p = &kg.port[pi];
 	bool seen[RTE_MAX_LCORE] = { false };
-	unsigned int i, n = 0;
+	uint16_t fwd[RTE_MAX_LCORE];
+	unsigned int i, n = 1, nfwd = forwarding_lcores(fwd);
 
-	/* vEthN -> port: the exception lcore of this port. */
-	seen[kg.port[pi].lcore_exc] = true;
-	n++;
-	/* fast path: any port's rx lcore may forward to this port. */
-	for (i = 0; i < kg.nb_ports; i++) {
-		if (!seen[kg.port[i].lcore_rx]) {
-			seen[kg.port[i].lcore_rx] = true;
+	seen[p->lcore_exc] = true;
+	for (i = 0; i < nfwd; i++) {
+		if (p->txq[fwd[i]] == KG_TXQ_FIFO && !seen[fwd[i]]) {
+			seen[fwd[i]] = true;
 			n++;
 		}
 	}
@@ -221,12 +360,12 @@ fifos_setup(unsigned int pi, unsigned int size, char *err, unsigned int errlen)
 	char name[RTE_RING_NAMESIZE];
 	unsigned int flags;
 
+	/* to_kernel: produced by the port's rx lcores */
+	flags = RING_F_SC_DEQ | (p->n_rxl == 1 ? RING_F_SP_ENQ : 0);
 	snprintf(name, sizeof(name), "kg_tokern_%u", p->port_id);
-	p->to_kernel = rte_ring_create(name, size, rte_socket_id(),
-				       RING_F_SP_ENQ | RING_F_SC_DEQ);
+	p->to_kernel = rte_ring_create(name, size, rte_socket_id(), flags);
 	snprintf(name, sizeof(name), "kg_tokhi_%u", p->port_id);
-	p->to_kernel_hi = rte_ring_create(name, size, rte_socket_id(),
-					  RING_F_SP_ENQ | RING_F_SC_DEQ);
+	p->to_kernel_hi = rte_ring_create(name, size, rte_socket_id(), flags);
 	flags = RING_F_SC_DEQ;
 	if (tx_fifo_producers(pi) == 1)
 		flags |= RING_F_SP_ENQ;
@@ -434,5 +573,9 @@ kg_port_info(unsigned short port_id, struct kg_port_info *out)
 		out->to_kernel_fifo_used += rte_ring_count(p->to_kernel_hi);
 	if (p->tx)
 		out->tx_fifo_used = rte_ring_count(p->tx);
+	out->nb_rxq = p->nb_rxq;
+	out->nb_txq = p->nb_txq;
+	out->rx_spread = p->rx_spread;
+	out->tx_fifo_fallback = p->tx_fifo_fallback;
 	return 0;
 }

@@ -50,12 +50,12 @@ fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
 	return done;
 }
 
-/* Send n mbufs on port p; free and count what the port does not take. The
- * caller is p's tx lcore: the only writer of its tx queue. Returns the
- * number the port took. */
+/* Send n mbufs on tx queue q of port p; free and count what the port does
+ * not take. The caller owns q: its only writer. Returns the number the
+ * port took. */
 static inline unsigned int
-tx_send(struct kg_port_counters *c, struct kg_port *p, struct rte_mbuf **pkts,
-	unsigned int n)
+tx_send(struct kg_port_counters *c, struct kg_port *p, uint16_t q,
+	struct rte_mbuf **pkts, unsigned int n)
 {
 	uint32_t len[KG_BURST_MAX];
 	unsigned int i, sent;
@@ -67,7 +67,7 @@ tx_send(struct kg_port_counters *c, struct kg_port *p, struct rte_mbuf **pkts,
 	}
 	for (i = 0; i < n; i++)
 		len[i] = pkts[i]->pkt_len;
-	sent = rte_eth_tx_burst(p->port_id, 0, pkts, n);
+	sent = rte_eth_tx_burst(p->port_id, q, pkts, n);
 	for (i = 0; i < sent; i++)
 		bytes += len[i];
 	ctr_add(&c->tx_packets, sent);
@@ -76,7 +76,7 @@ tx_send(struct kg_port_counters *c, struct kg_port *p, struct rte_mbuf **pkts,
 	return sent;
 }
 
-/* tx stage: tx fifo -> port. The only writer of the port's tx queue.
+/* tx stage: tx fifo -> port, on tx queue 0, which this lcore owns.
  * It drains up to KG_TX_BURSTS bursts a pass: taking one burst per pass, as
  * producers add one, would let a standing queue form after any hiccup, and
  * a thousand mbufs cycling through it fall out of the cache. */
@@ -92,18 +92,22 @@ stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		if (n == 0)
 			break;
 		work += n;
-		if (tx_send(c, p, pkts, n) < n || n < kg.burst)
+		if (tx_send(c, p, 0, pkts, n) < n || n < kg.burst)
 			break;
 	}
 	return work;
 }
 
-/* rx stage: port -> classify -> to_kernel fifo | egress tx fifo | drop.
- * When this lcore is also the egress port's tx lcore, it sends the burst
- * itself: it is that tx queue's only writer either way. */
+/* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
+ * port | to_kernel fifo | drop. Where the egress port's driver gave this
+ * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
+ * (its tx lcore sends them). */
 static unsigned int
-stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
+stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 {
+	const unsigned int pi = ref->port;
+	struct kg_port *p = &kg.port[pi];
+	struct kg_bucket *police = p->police[ref->slot];
 	struct rte_mbuf *pkts[KG_BURST_MAX];
 	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
 	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
@@ -121,7 +125,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 
 	if (!load_acquire(&p->started))
 		return 0;
-	nb = rte_eth_rx_burst(p->port_id, 0, pkts, kg.burst);
+	nb = rte_eth_rx_burst(p->port_id, ref->queue, pkts, kg.burst);
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
@@ -174,7 +178,7 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		case KG_VERDICT_PUNT: {
 			int cls = kg_police_class(frame, rte_pktmbuf_data_len(m), v.reason);
 
-			if (unlikely(!kg_police_ok(&p->police[cls], now))) {
+			if (unlikely(!kg_police_ok(&police[cls], now))) {
 				rte_pktmbuf_free(m);
 				ctr_add(&c->drops[KG_DROP_POLICED], 1);
 				ctr_add(&c->policed[cls], 1);
@@ -203,11 +207,12 @@ stage_rx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	ctr_add(&c->to_kernel, out);
 	while (fwd_mask) {
 		unsigned int e = __builtin_ctz(fwd_mask);
+		uint8_t q = kg.port[e].txq[lcore];
 
 		fwd_mask &= fwd_mask - 1;
-		if (kg.port[e].lcore_tx == lcore) {
+		if (likely(q != KG_TXQ_FIFO)) {
 			ctr_add(&c->forwarded, n_fwd[e]);
-			tx_send(&kg_stats[lcore].port[e], &kg.port[e], fwd[e], n_fwd[e]);
+			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], n_fwd[e]);
 			continue;
 		}
 		out = fifo_put(kg.port[e].tx, fwd[e], n_fwd[e], c,
@@ -294,7 +299,7 @@ kg_lcore_loop(void *arg)
 		unsigned int work = 0;
 
 		for (i = 0; i < lc->n_rx; i++)
-			work += stage_rx(lcore, &kg.port[lc->rx[i]], lc->rx[i]);
+			work += stage_rx(lcore, &lc->rx[i]);
 		if (lc->n_exc) {
 			uint64_t now = rte_rdtsc();
 

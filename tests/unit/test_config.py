@@ -265,3 +265,32 @@ def test_max_routes():
         preflight(build_config(BASE + ["-m", "200", "--max-routes", "1048576,262144"], ncpus=2), host())
     with pytest.raises(ConfigError, match="too little for the route tables"):
         preflight(build_config(BASE + ["-m", "100"], ncpus=2), host())
+
+
+def test_several_rx_lcores_per_port():
+    """The rx field may list several lcores (one rx queue each, flows spread
+    by RSS); the KNI sample's one-lcore form keeps its meaning."""
+    ports = parse_config("(0,0+1,1),(1,2-4,0,3)")
+    assert [(p.port, p.lcores_rx, p.lcore_tx, p.lcore_exc) for p in ports] == [
+        (0, (0, 1), 1, 1), (1, (2, 3, 4), 0, 3)]
+    assert ports[0].rx_text == "0+1" and ports[0].lcore_rx == 0
+    assert parse_config("(0,0x2+0x3,1)")[0].lcores_rx == (2, 3)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("(0,0+0,1)", "listed twice"),
+    ("(0,3-1,0)", "goes backwards"),
+    ("(0,0+,1)", "joined with \\+"),
+    ("(0,-1,1)", "joined with \\+"),
+    ("(0,0-8,9)", "at most 8 rx lcores"),
+    ("(0,1,1)", "separate lcores"),
+    ("(0,0,1),(0,2,1)", "several rx lcores go in its second field"),
+])
+def test_bad_rx_lcore_lists(text, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_config(text)
+
+
+def test_rx_lcores_must_be_enabled():
+    with pytest.raises(ConfigError, match="rx lcore 2 is not enabled"):
+        build_config(["-l", "0-1", "-p", "0x1", "--config", "(0,0+2,1)"], ncpus=4)
