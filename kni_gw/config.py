@@ -159,11 +159,7 @@ def mbuf_pool_bytes(cfg: "RunConfig") -> int:
         # per forwarding lcore besides its tx lcore's, the vEth queues, fifos
         need = sum((len(p.lcores_rx) + 1) * cfg.rx_desc + (len(forwarding - {p.lcore_tx}) + 2) * cfg.tx_desc
                    + 3 * cfg.fifo_size + 4 * cfg.burst for p in cfg.ports)
-        need += (len(lcores) + 1) * 256 * 3 // 2
-        n = 1
-        while n - 1 < need:
-            n <<= 1
-        n -= 1
+        n = need + (len(lcores) + 1) * 256 * 3 // 2
     return n * MBUF_BYTES
 
 BACKENDS = ("auto", "tap", "virtio-user")

@@ -102,7 +102,7 @@ roles_setup(const struct kg_config *cfg, char *err, unsigned int errlen)
 static unsigned int
 pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 {
-	unsigned int n = 0, i, pow2 = 1;
+	unsigned int n = 0, i;
 
 	for (i = 0; i < kg.nb_ports; i++)
 		n += kg.port[i].nb_rxq * cfg->rx_desc   /* wire queues */
@@ -110,10 +110,9 @@ pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 		   + cfg->rx_desc + cfg->tx_desc        /* vEth queues */
 		   + 3 * cfg->fifo_size                 /* to_kernel (two) + tx fifos */
 		   + 4 * cfg->burst;                    /* bursts in flight */
-	n += (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
-	while (pow2 - 1 < n)
-		pow2 <<= 1;
-	return pow2 - 1;
+	/* not rounded to a power of two: the memory is per mbuf, and a
+	 * rounding could double it for one more queue */
+	return n + (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
 }
 
 int

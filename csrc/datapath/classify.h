@@ -173,8 +173,11 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 		return kg_punt(v, KG_PUNT_OPTIONS);
 	if (ip[8] <= 1)
 		return kg_punt(v, KG_PUNT_TTL);
-	/* any fragment (MF set or an offset) hashes without ports, so that
-	 * all the fragments of a datagram take one path, as in Linux */
+	if (!(nh & KG_NH_GROUP))
+		return kg_nexthop(f, nh, 0, tot, 0, v);
+	/* ECMP: the flow hash picks the path. Any fragment (MF set or an
+	 * offset) hashes without ports, so that all the fragments of a
+	 * datagram take one path, as in Linux */
 	frag = kg_be16(ip + 6) & KG_FRAG_MASK;
 	return kg_nexthop(f, nh,
 			  kg_flow_hash(src, dst, ((uint32_t)ip[9] << 24) ^
@@ -241,7 +244,8 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 		return kg_punt(v, KG_PUNT_FWD_OFF);
 	if (ip[7] <= 1)
 		return kg_punt(v, KG_PUNT_TTL);
-	hash = kg_flow_hash(kg_be32(ip + 20) ^ kg_be32(ip + 16), kg_be32(ip + 36) ^ kg_be32(ip + 32),
+	hash = !(nh & KG_NH_GROUP) ? 0 :
+	       kg_flow_hash(kg_be32(ip + 20) ^ kg_be32(ip + 16), kg_be32(ip + 36) ^ kg_be32(ip + 32),
 			    ((uint32_t)next << 24) ^ kg_l4_ports(ip + 40, ip + 40 + plen, next, 0));
 	return kg_nexthop(f, nh, hash, plen + 40, 1, v);
 }
