@@ -9,15 +9,17 @@
 # includes ../common) and built with the sample's own Makefile, which takes
 # its flags from `pkg-config libdpdk`. Nothing outside build/ is written.
 #
-# One change to the copy: l3fwd's port_conf asks for RSS over IP
-# (mq_mode = RTE_ETH_MQ_RX_RSS, rss_hf = RTE_ETH_RSS_IP) and for rx
-# checksum offload (RTE_ETH_RX_OFFLOAD_CHECKSUM). net_pcap and net_null
-# offer neither, and rte_eth_dev_configure refuses an rx offload the port
-# does not have ("requested Rx offloads 0xe doesn't match Rx offloads
-# capabilities"), so the copy asks for no RSS (RTE_ETH_MQ_RX_NONE, rss_hf 0)
-# and no rx offloads. This changes nothing on the forwarding path: l3fwd
-# reads no checksum flag (its RFC 1812 checks look at the header), and with
-# one rx queue per port RSS has nothing to spread.
+# One change to the copy, in main.c's static port_conf (sed below): it asks
+# for rx checksum offload (RTE_ETH_RX_OFFLOAD_CHECKSUM) and RSS over IP
+# (mq_mode = RTE_ETH_MQ_RX_RSS, rss_hf = RTE_ETH_RSS_IP). net_pcap and
+# net_null offer neither. The offload is what stops it: unpatched, l3fwd
+# exits with "Ethdev port_id=0 requested Rx offloads 0xe doesn't match Rx
+# offloads capabilities 0x0 in rte_eth_dev_configure()". RSS alone would
+# pass (l3fwd masks rss_hf with the port's capabilities, leaving 0), but it
+# is turned off too (RTE_ETH_MQ_RX_NONE, rss_hf 0) so that the
+# configuration is what these ports do. Nothing on the forwarding path
+# changes: l3fwd reads no checksum flag (its RFC 1812 checks look at the
+# header), and each rx queue is polled by the lcore --config names.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
