@@ -26,8 +26,10 @@ times each, alternating Linux / kni-gw; kni-gw keeps running between its
 runs (idle, its lcores back off: ~2-3% of a core each during the Linux
 runs). Printed per run: Gbit/s received, the sender's retransmits (iperf3
 -J end.sum_sent.retransmits); for kni-gw also the frames it forwarded each
-way and every drop counter that moved (fwd_fifo_full, tx_nic, ring and
-port drops: hw imissed / rx_nombuf / oerrors) during the run. The medians'
+way and every drop counter that moved (fwd_fifo_full, tx_nic, ... and
+the port's hw imissed / rx_nombuf / oerrors) during the run, and the
+frames lost in net_af_packet's rx ring (the veth end's rx_packets minus
+the port's hw_ipackets: the PMD does not count them). The medians'
 ratio is the figure; absolute rates depend on the machine's load.
 """
 import argparse
@@ -83,7 +85,14 @@ def reachable(topo):
              timeout=20, step=0.2, what=f"ping {SERVER} through {topo.gw}")
 
 
-def counters(stats):
+def kernel_rx(topo, k):
+    """Frames the veth end gK received in the gateway namespace: what the
+    wire handed to net_af_packet's ring, whether DPDK took them or not."""
+    r = sh("cat", f"/sys/class/net/g{k}/statistics/rx_packets", ns=topo.gw)
+    return int(r.stdout)
+
+
+def counters(stats, topo):
     """Per port: forwarded, every drop counter (drops.*: rx_dropped and
     tx_dropped are their sums) and the port's own counters of frames it
     lost (hw_*: the af_packet ring's), flat."""
@@ -95,6 +104,9 @@ def counters(stats):
             out[(n, k)] = v
         for k in ("hw_imissed", "hw_ierrors", "hw_rx_nombuf", "hw_oerrors"):
             out[(n, k)] = p["hw"].get(k, 0)
+        # the af_packet ring's overflows: net_af_packet (22.11) does not
+        # count them, so they are the frames gN received that port N did not
+        out[(n, "af_packet_ring")] = kernel_rx(topo, n) - p["hw"]["hw_ipackets"]
     return out
 
 
@@ -137,9 +149,9 @@ def main() -> int:
             r = iperf3(lt.peers[0], args.time, args.parallel)
             res["linux"].append(r)
             print(f"  run {i + 1} Linux forwarding  {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}", flush=True)
-            a = counters(g.stats())
+            a = counters(g.stats(), kt)
             r = iperf3(kt.peers[0], args.time, args.parallel)
-            b = counters(g.stats())
+            b = counters(g.stats(), kt)
             fwd, drops = moved(a, b)
             res["kni-gw"].append(r)
             print(f"  run {i + 1} kni-gw            {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}; "
