@@ -1,47 +1,85 @@
 #!/usr/bin/env python3
-"""Fast-path forwarding rate (issue: fast path). Run as root:
+"""Fast-path forwarding rate against DPDK's l3fwd (issues: fast path, 11). Run as root:
 
-  sudo .venv/bin/python bench/bench_fastpath.py [--seconds 2] [--skip-100k]
+  sudo .venv/bin/python bench/bench_fastpath.py [--seconds 2] [--routes 100000]
+                                                [--skip-extras] [--routes-only]
 
 Harness: port 0 = net_pcap replaying 64-byte UDP frames from memory
-(infinite_rx), port 1 = net_null with no-rx=1 (a sink). In one run, side by
-side on the same vdevs and cores:
+(infinite_rx), port 1 = net_null with no-rx=1 (a sink); --no-huge -m 1024,
+-l 0-1 for everyone. The frames go to 198.18.1.x (254 addresses, varied UDP
+ports) with the dst MAC of net_pcap0 (02:70:63:61:70:00): l3fwd's built-in
+LPM table routes 198.18.1.0/24 to port 1, and kni-gw's set-up routes it via
+a static neighbour on vEth1, so one pcap serves both. In one run, side by
+side on the same vdevs:
 
-  dpdk-testpmd io and mac forwarding (one forwarding lcore)
+  dpdk-testpmd io (one forwarding lcore)   the harness's ceiling, before and after
+  DPDK l3fwd, LPM, one lcore (-l 0,         the reference (1.00x), before and after;
+    --config "(0,0,0),(1,0,0)" --parse-ptype)  built by bench/build_l3fwd.sh if missing
   kni-gw "(0,0,1),(1,1,0)": rx of port 0 and tx of port 1 on lcore 0, i.e.
-         the whole forwarding path on one lcore, as testpmd's
+         the whole forwarding path on one lcore, as l3fwd's
   kni-gw "(0,0,1),(1,0,1)": rx on lcore 0, tx on lcore 1 (fifo between)
-  kni-gw with 10k and 100k IPv4 routes, frames spread over them
-  kni-gw with 1% of the frames punted to the kernel
+  kni-gw "(0,0+1,1),(1,1,0)": two rx lcores on port 0 (two rx queues: net_pcap
+         with two rx_pcap= arguments), against one; "n/a (reason)" while
+         kni-gw refuses that --config
+  kni-gw with 100k IPv4 routes (--routes), frames spread over them: the
+         rate against 1 route, and the time the mirror takes to load them
+         with `ip -batch` while traffic runs
+  extras (--skip-extras leaves them out): testpmd mac, 50% of the frames a
+         flood at the gateway's address, 1% punted to the kernel
 
-Rates are medians of three windows, read from testpmd's Tx-pps and from
-kni-gw's port 1 tx counter. Cycles per packet = core clock / rate of the
-saturated lcore (/proc/cpuinfo MHz). Also: the time the mirror takes to load
-100k routes added with `ip -batch` (target <= 5 s) while traffic runs, and
-the tables' memory.
+Every rate is the median of three windows of --seconds, read as port 1's
+tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and
+l3fwd's through the DPDK telemetry socket (/ethdev/stats,1; l3fwd prints no
+counters, and dpdk-proc-info cannot attach to a --no-huge primary). The
+references run at the start and at the end; ratios use their mean. Cycles
+per packet = core clock (/proc/cpuinfo MHz) / rate, times the number of
+lcores that share the rx work (2 for the two-rx-lcore row; with rx and tx
+split, it is the rx lcore's).
 """
 import argparse
 import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Proc, netns, sh, wait_for  # noqa: E402
+from common import HERE, Proc, dpdk_port_rate, netns, sh, telemetry, wait_for  # noqa: E402
 from tests.integration.harness import Gateway  # noqa: E402
 
 NS = "kgbench-fp"
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap0's MAC ("pcap", index 0)
 NEIGH_MAC = "02:00:00:00:0c:02"
+L3FWD = os.path.join(os.path.dirname(HERE), "build", "dpdk-l3fwd")
+EAL_MEM = ["--no-huge", "-m", "1024", "--no-pci"]
+ONE = "(0,0,1),(1,1,0)"
+SPLIT = "(0,0,1),(1,0,1)"
+# two rx lcores on port 0: the spellings kni-gw may accept (lcores joined by
+# '+', or a range), tried in this order
+TWO_RX = ("(0,0+1,1),(1,1,0)", "(0,0-1,1),(1,1,0)")
 
 
 def cpu_mhz() -> float:
     with open("/proc/cpuinfo") as f:
         m = re.search(r"cpu MHz\s*:\s*([\d.]+)", f.read())
     return float(m.group(1)) if m else 0.0
+
+
+def loadavg() -> str:
+    """The 1-minute load average: a benchmark alone on the 2-vCPU machine
+    keeps it near 1-2; more means something else ran (the figures then
+    say less, the ratios a little more)."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def fwd_dsts(n=1024):
+    """n destinations in 198.18.1.0/24 (l3fwd: port 1; kni-gw: via vEth1),
+    never .0 or .255"""
+    return [f"198.18.1.{1 + i % 254}" for i in range(n)]
 
 
 def write_frames(path, dsts, punt_every=0, size=60):
@@ -56,50 +94,126 @@ def write_frames(path, dsts, punt_every=0, size=60):
     wrpcap(path, pkts)
 
 
+def pcap_vdev(pcap, queues=1):
+    """net_pcap0 with `queues` rx queues (one rx_pcap= per queue, each
+    replaying the file from memory)."""
+    return "net_pcap0," + ",".join([f"rx_pcap={pcap}"] * queues) + ",infinite_rx=1"
+
+
+def vdevs(pcap, queues=1):
+    return ["--vdev", pcap_vdev(pcap, queues), "--vdev", "net_null0,no-rx=1"]
+
+
+def wait_port_counting(prefix, proc, port=1, what="opackets", timeout=20):
+    """Until the primary's telemetry answers and port's counter moves."""
+    def moving():
+        if not proc.alive():
+            raise RuntimeError("exited before forwarding:\n" + proc.stop()[-3000:])
+        try:
+            return telemetry(prefix, f"/ethdev/stats,{port}").get(what, 0) > 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+    wait_for(moving, timeout=timeout, step=0.1, what=f"{prefix}: port {port} {what}")
+
+
 def testpmd_rate(pcap, mode, seconds):
-    p = Proc(["dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "1024", "--no-pci",
-              "--file-prefix", "kgbench-tp", "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
-              "--vdev", "net_null0,no-rx=1", "--", f"--forward-mode={mode}", "--auto-start",
-              "--total-num-mbufs=16384", "--stats-period", "1"], ns=NS)
-    time.sleep(2 + 3 * seconds)
-    out = p.stop()
-    shutil.rmtree("/var/run/dpdk/kgbench-tp", ignore_errors=True)   # testpmd leaves its EAL run dir
-    # the last lines of "Tx-pps" for port 1
-    blocks = re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", out, re.S)
-    vals = [int(v) for v in blocks[-3:]]
-    return statistics.median(vals) if vals else 0.0
+    prefix = "kgbench-tp"
+    # --stats-period keeps testpmd from reading stdin (it would quit at EOF)
+    p = Proc(["dpdk-testpmd", "-l", "0-1"] + EAL_MEM + ["--file-prefix", prefix] + vdevs(pcap) +
+             ["--", f"--forward-mode={mode}", "--auto-start", "--total-num-mbufs=16384",
+              "--stats-period", "10"], ns=NS)
+    try:
+        wait_port_counting(prefix, p)
+        r, _ = dpdk_port_rate(prefix, 1, seconds, alive=p.alive)
+        return r
+    finally:
+        p.stop()
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)   # testpmd leaves its EAL run dir
+
+
+def ensure_l3fwd():
+    if not os.path.exists(L3FWD):
+        print("  (building DPDK l3fwd: bench/build_l3fwd.sh)", flush=True)
+        subprocess.run([os.path.join(HERE, "build_l3fwd.sh")], check=True, stdout=subprocess.DEVNULL)
+
+
+def l3fwd_rate(pcap, seconds):
+    """DPDK l3fwd, LPM, one lcore polling both ports; port 1's tx rate, and
+    the share of port 0's rx that went out of port 1 in the same windows
+    (frames l3fwd drops or sends back out of port 0 would lower it)."""
+    prefix = "kgbench-l3"
+    p = Proc([L3FWD, "-l", "0"] + EAL_MEM + ["--file-prefix", prefix] + vdevs(pcap) +
+             ["--", "-p", "0x3", "--config", "(0,0,0),(1,0,0)", "--parse-ptype"], ns=NS)
+    try:
+        wait_port_counting(prefix, p)
+        rx0a = telemetry(prefix, "/ethdev/stats,0")["ipackets"]
+        tx1a = telemetry(prefix, "/ethdev/stats,1")["opackets"]
+        r, _ = dpdk_port_rate(prefix, 1, seconds, alive=p.alive)
+        rx0b = telemetry(prefix, "/ethdev/stats,0")["ipackets"]
+        tx1b = telemetry(prefix, "/ethdev/stats,1")["opackets"]
+        share = (tx1b - tx1a) / max(1, rx0b - rx0a)
+        return r, share
+    finally:
+        out = p.stop()
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        if "198.18.1.0 / 24 (1)" not in out:
+            print("  l3fwd: its route 198.18.1.0/24 -> port 1 is not in its output:\n" + out[-2000:])
+
+
+class Refused(Exception):
+    """kni-gw did not start with this configuration; str() is its reason."""
 
 
 class KniGw:
-    """kni-gw in the bench namespace (the test harness's process wrapper)."""
+    """kni-gw in the bench namespace (the test harness's process wrapper),
+    with 198.18.1.0/24 and 10.2.0.0/16 routed via a static neighbour on
+    vEth1; fast4 is the number of fast-path IPv4 routes once those are in."""
 
-    def __init__(self, pcap, config):
+    def __init__(self, pcap, config, queues=1):
         class Where:
             tag, gw = "kgbench", NS
         self.g = Gateway(Where(), ["-p", "0x3", "--config", config],
-                         eal=["-l", "0-1", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", "kgbench",
-                              "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
-                              "--vdev", "net_null0,no-rx=1"]).wait_ready()
+                         eal=["-l", "0-1"] + EAL_MEM + ["--file-prefix", "kgbench"] + vdevs(pcap, queues))
+        try:
+            self.g.wait_ready()
+        except AssertionError:
+            self.g.kill()
+            err = [ln for ln in self.g.err if ln.strip()]
+            why = next((ln for ln in err if "error" in ln.lower()), err[-1] if err else "no output")
+            raise Refused(why.strip()) from None
         for k in (0, 1):
             sh("ip", "addr", "add", f"10.{k}.0.1/24", "dev", f"vEth{k}", ns=NS)
             sh("ip", "link", "set", f"vEth{k}", "up", ns=NS)
         sh("ip", "neigh", "replace", "10.1.0.2", "lladdr", NEIGH_MAC, "nud", "permanent",
            "dev", "vEth1", ns=NS)
         sh("ip", "route", "replace", "10.2.0.0/16", "via", "10.1.0.2", ns=NS)
+        sh("ip", "route", "replace", "198.18.1.0/24", "via", "10.1.0.2", ns=NS)
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NS)
+        # both routes in the fast path (3 with the one before them), and the
+        # count settled: the route-load runs wait for fast4 + n
+        self.fast4 = -1
+
+        def settled():
+            n, self.fast4 = self.fast4, self.stats()["fib"]["fast4"]
+            return n == self.fast4 >= 3
+        wait_for(settled, step=0.2, what="routes mirrored")
 
     def stats(self):
         return self.g.stats()
 
     def rate(self, seconds, samples=3):
+        """Median port 1 tx rate over `samples` windows; the stats before
+        the first window and after the last."""
         rates = []
         time.sleep(1.0)
+        first = None
         for _ in range(samples):
             a, t0 = self.stats(), time.monotonic()
+            first = first or a
             time.sleep(seconds)
             b, t1 = self.stats(), time.monotonic()
             rates.append((b["ports"][1]["tx_packets"] - a["ports"][1]["tx_packets"]) / (t1 - t0))
-        return statistics.median(rates), b
+        return statistics.median(rates), first, b
 
     def stop(self):
         self.g.stop()
@@ -120,7 +234,7 @@ def timed_route_load(g, batch, n):
     t0 = time.monotonic()
     sh("ip", "-batch", batch, ns=NS, timeout=300)
     t_ip = time.monotonic() - t0
-    wait_for(lambda: g.stats()["fib"]["fast4"] >= n + 2, timeout=120, step=0.05,
+    wait_for(lambda: g.stats()["fib"]["fast4"] >= g.fast4 + n, timeout=120, step=0.05,
              what=f"{n} routes mirrored")
     return t_ip, time.monotonic() - t0
 
@@ -129,123 +243,186 @@ def routes_load_while_forwarding(n, tmp, base):
     """n routes loaded with ip -batch while the fast path forwards traffic to
     an existing route at full rate: the mirror's load time."""
     batch = load_routes(n, tmp)
-    g = KniGw(base, "(0,0,1),(1,1,0)")
+    g = KniGw(base, ONE)
     try:
-        wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
         a, t0 = g.stats(), time.monotonic()
         t_ip, t_all = timed_route_load(g, batch, n)
         b = g.stats()
         fwd = (b["ports"][1]["tx_packets"] - a["ports"][1]["tx_packets"]) / (time.monotonic() - t0)
-        print(f"  {n // 1000}k routes while forwarding in C: ip -batch {t_ip:.2f} s, mirrored in "
-              f"{t_all:.2f} s from its start; meanwhile {fwd / 1e6:.2f} Mpps forwarded")
+        return (f"{n // 1000}k routes loaded while forwarding (one lcore): ip -batch {t_ip:.2f} s, "
+                f"mirrored in {t_all:.2f} s from its start; meanwhile {fwd / 1e6:.2f} Mpps forwarded")
     finally:
         g.stop()
 
 
-def routes_run(n, tmp, io, args):
+def routes_run(n, tmp, args):
     """n routes loaded with ip -batch while traffic to them runs (punted to
-    the kernel until its route is in); then the rate."""
+    the kernel until its route is in); then the rate, frames spread over
+    1024 of the routes."""
     dsts = [f"{20 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.{1 + i % 250}"
             for i in (j * (n // 1024) for j in range(1024))]
     pcap = os.path.join(tmp, f"r{n}.pcap")
     write_frames(pcap, dsts)
     batch = load_routes(n, tmp)
-    g = KniGw(pcap, "(0,0,1),(1,1,0)")
+    g = KniGw(pcap, ONE)
     try:
-        wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
         # traffic is running (punted: no route yet) while the routes load
         t_ip, t_all = timed_route_load(g, batch, n)
-        r, snap = g.rate(args.seconds)
-        print(f"  kni-gw one lcore, {n // 1000}k routes       {r / 1e6:7.2f} Mpps   {r / io:.2f}x testpmd io; "
-              f"ip -batch {t_ip:.2f} s, mirrored in {t_all:.2f} s from its start; "
-              f"tables {snap['fib']['memory'] / 2**20:.0f} MiB")
+        r, _, snap = g.rate(args.seconds)
+        return r, (f"ip -batch {t_ip:.2f} s, mirrored in {t_all:.2f} s; "
+                   f"tables {snap['fib']['memory'] / 2**20:.0f} MiB")
     finally:
         g.stop()
 
 
+def kni_rate(pcap, config, seconds, queues=1):
+    """Rate, and the drop counters that moved while it was measured."""
+    g = KniGw(pcap, config, queues)
+    try:
+        r, a, b = g.rate(seconds)
+        return r, drops_note(a, b)
+    finally:
+        g.stop()
+
+
+def drops_note(a, b):
+    """The drop counters of both ports that moved from stats a to stats b
+    (the measurement windows), e.g. 'drops: port 0 fwd_fifo_full 95104'."""
+    out = []
+    for pa, pb in zip(a["ports"], b["ports"]):
+        for k, v in sorted(pb["drops"].items()):
+            if v != pa["drops"].get(k, 0):
+                out.append(f"port {pb['port']} {k} {v - pa['drops'].get(k, 0)}")
+    return ("drops in the windows: " + ", ".join(out)) if out else ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--skip-100k", action="store_true")
-    ap.add_argument("--routes-only", action="store_true", help="only the 10k/100k route runs")
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of one of the three rate windows")
+    ap.add_argument("--routes", default="100000",
+                    help="comma-separated route-table sizes to run (default 100000; '' or 0: none)")
+    ap.add_argument("--skip-100k", action="store_true", help="same as --routes 10000")
+    ap.add_argument("--skip-extras", action="store_true", help="leave out testpmd mac, flood and punt rows")
+    ap.add_argument("--routes-only", action="store_true", help="only the route-table runs (and testpmd io)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
         return 2
+    sizes = [int(x) for x in args.routes.replace("_", "").split(",") if x.strip() and int(x)]
+    if args.skip_100k:
+        sizes = [10_000]
     mhz = cpu_mhz()
+    if not args.routes_only:
+        ensure_l3fwd()
     cleanup = netns(NS)
     tmp = tempfile.mkdtemp(prefix="kgbench")
+    t_start = time.monotonic()
     try:
         base = os.path.join(tmp, "fwd.pcap")
-        write_frames(base, [f"10.2.{(i >> 8) & 255}.{i & 255}" for i in range(1024)])
-        punt = os.path.join(tmp, "punt1.pcap")
-        write_frames(punt, [f"10.2.{(i >> 8) & 255}.{i & 255}" for i in range(1000)], punt_every=100)
-
-        print(f"== fast path, 64-byte frames, pcap(infinite_rx) -> net_null(no-rx); core {mhz:.0f} MHz")
+        write_frames(base, fwd_dsts())
+        print(f"== fast path, 64-byte frames to 198.18.1.0/24, pcap(infinite_rx) -> net_null(no-rx), "
+              f"--no-huge -m 1024; core {mhz:.0f} MHz; load average {loadavg()}", flush=True)
         tp_io = testpmd_rate(base, "io", args.seconds)
         if args.routes_only:
-            io = tp_io
             print(f"  dpdk-testpmd io                  {tp_io / 1e6:7.2f} Mpps")
-        for n in ([] if not args.routes_only else ([10_000] if args.skip_100k else [10_000, 100_000])):
-            routes_load_while_forwarding(n, tmp, base)
-            routes_run(n, tmp, io, args)
-        if args.routes_only:
+            for n in sizes:
+                print("  " + routes_load_while_forwarding(n, tmp, base))
+                r, note = routes_run(n, tmp, args)
+                print(f"  kni-gw one lcore, {n // 1000}k routes  {r / 1e6:7.2f} Mpps  {r / tp_io:.2f}x testpmd io; {note}")
             return 0
-        tp_mac = testpmd_rate(base, "mac", args.seconds)
-        results = {}
-        for label, cfg in (("one lcore (0,0,1),(1,1,0)", "(0,0,1),(1,1,0)"),
-                           ("rx/tx split (0,0,1),(1,0,1)", "(0,0,1),(1,0,1)")):
-            g = KniGw(base, cfg)
+
+        l3a, share_a = l3fwd_rate(base, args.seconds)
+        # rows: (label, packets/s or None, lcores sharing the rx work, note)
+        rows = []
+        one, note = kni_rate(base, ONE, args.seconds)
+        rows.append((f"kni-gw one lcore {ONE}", one, 1, note))
+        split, note = kni_rate(base, SPLIT, args.seconds)
+        rows.append((f"kni-gw rx/tx split {SPLIT}", split, 1, note))
+
+        two, why = None, ""
+        for cfg in TWO_RX:
             try:
-                wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
-                results[label], snap = g.rate(args.seconds)
+                two, note = kni_rate(base, cfg, args.seconds, queues=2)
+                rows.append((f"kni-gw two rx lcores {cfg}", two, 2, note))
+                break
+            except Refused as e:
+                why = why or str(e)
+        if two is None:
+            rows.append((f"kni-gw two rx lcores {TWO_RX[0]}", None, 2, f"n/a (refused: {why})"))
+
+        extra_lines = []
+        route_rows = []
+        for n in sizes:
+            extra_lines.append(routes_load_while_forwarding(n, tmp, base))
+            r, note = routes_run(n, tmp, args)
+            route_rows.append((n, r))
+            rows.append((f"kni-gw one lcore, {n // 1000}k routes", r, 1, note))
+
+        if not args.skip_extras:
+            tp_mac = testpmd_rate(base, "mac", args.seconds)
+            # half of the frames a flood at the gateway's own address (policed)
+            flood = os.path.join(tmp, "flood50.pcap")
+            write_frames(flood, fwd_dsts(1000), punt_every=2)
+            g = KniGw(flood, ONE)
+            try:
+                a, t0 = g.stats()["ports"][0], time.monotonic()
+                time.sleep(1 + args.seconds)
+                b, dt = g.stats()["ports"][0], time.monotonic() - t0
+                handled = (b["rx_packets"] - a["rx_packets"]) / dt
+                fwd = (b["forwarded"] - a["forwarded"]) / dt
+                pol = (b["drops"]["policed"] - a["drops"]["policed"]) / dt
             finally:
                 g.stop()
+            extra_lines.append(
+                f"kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
+                f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
+            # 1% punted
+            punt = os.path.join(tmp, "punt1.pcap")
+            write_frames(punt, fwd_dsts(1000), punt_every=100)
+            g = KniGw(punt, ONE)
+            try:
+                r, _, snap = g.rate(args.seconds)
+            finally:
+                g.stop()
+            p0 = snap["ports"][0]
+            rows.append(("kni-gw one lcore, 1% punted", r, 1,
+                         f"punted so far {p0['to_kernel']}, kernel_dropped {p0['kernel_dropped']}, "
+                         f"to_kernel_full {p0['drops']['to_kernel_full']}"))
+
+        l3b, share_b = l3fwd_rate(base, args.seconds)
         tp_io2 = testpmd_rate(base, "io", args.seconds)
         io = (tp_io + tp_io2) / 2
-        print(f"  dpdk-testpmd io                  {tp_io / 1e6:7.2f} / {tp_io2 / 1e6:.2f} Mpps (before/after)")
-        print(f"  dpdk-testpmd mac                 {tp_mac / 1e6:7.2f} Mpps   {tp_mac / io:.2f}x io")
-        for label, r in results.items():
-            cyc = mhz * 1e6 / r if r else 0
-            print(f"  kni-gw {label:27s} {r / 1e6:7.2f} Mpps   {r / io:.2f}x testpmd io, "
-                  f"{cyc:.0f} cycles/packet")
+        l3 = (l3a + l3b) / 2
 
-        # half of the frames a flood at the gateway's own address (policed)
-        flood = os.path.join(tmp, "flood50.pcap")
-        write_frames(flood, [f"10.2.{(i >> 8) & 255}.{i & 255}" for i in range(1000)], punt_every=2)
-        g = KniGw(flood, "(0,0,1),(1,1,0)")
-        try:
-            wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
-            a, t0 = g.stats()["ports"][0], time.monotonic()
-            time.sleep(1 + args.seconds)
-            b, dt = g.stats()["ports"][0], time.monotonic() - t0
-            handled = (b["rx_packets"] - a["rx_packets"]) / dt
-            fwd = (b["forwarded"] - a["forwarded"]) / dt
-            pol = (b["drops"]["policed"] - a["drops"]["policed"]) / dt
-            one = results["one lcore (0,0,1),(1,1,0)"]
-            print(f"  kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
-                  f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
-        finally:
-            g.stop()
+        def cyc(r, lcores):
+            return f"{lcores * mhz * 1e6 / r:6.0f}" if r else "     -"
 
-        # 1% punted
-        g = KniGw(punt, "(0,0,1),(1,1,0)")
-        try:
-            wait_for(lambda: g.stats()["fib"]["fast4"] >= 2, what="routes mirrored")
-            r, snap = g.rate(args.seconds)
-            p0 = snap["ports"][0]
-            print(f"  kni-gw one lcore, 1% punted      {r / 1e6:7.2f} Mpps   {r / io:.2f}x testpmd io "
-                  f"(punted so far {p0['to_kernel']}, kernel_dropped {p0['kernel_dropped']}, "
-                  f"to_kernel_full {p0['drops']['to_kernel_full']})")
-        finally:
-            g.stop()
-
-        for n in ([10_000] if args.skip_100k else [10_000, 100_000]):
-            routes_load_while_forwarding(n, tmp, base)
-            routes_run(n, tmp, io, args)
+        print(f"  {'':40s} {'Mpps':>7s}  {'x l3fwd':>7s}  {'x io':>5s}  {'cyc/pkt':>7s}")
+        print(f"  {'dpdk-testpmd io (harness ceiling)':40s} {io / 1e6:7.2f}  {io / l3:7.2f}  {1:5.2f}  {cyc(io, 1)}"
+              f"   before/after {tp_io / 1e6:.2f} / {tp_io2 / 1e6:.2f}")
+        print(f"  {'dpdk-l3fwd LPM, one lcore':40s} {l3 / 1e6:7.2f}  {1:7.2f}  {l3 / io:5.2f}  {cyc(l3, 1)}"
+              f"   before/after {l3a / 1e6:.2f} / {l3b / 1e6:.2f}; port 0 rx out of port 1: "
+              f"{100 * share_a:.1f}% / {100 * share_b:.1f}%")
+        if not args.skip_extras:
+            print(f"  {'dpdk-testpmd mac':40s} {tp_mac / 1e6:7.2f}  {tp_mac / l3:7.2f}  {tp_mac / io:5.2f}  "
+                  f"{cyc(tp_mac, 1)}")
+        for label, r, lcores, note in rows:
+            if r is None:
+                print(f"  {label:40s} {note}")
+                continue
+            print(f"  {label:40s} {r / 1e6:7.2f}  {r / l3:7.2f}  {r / io:5.2f}  {cyc(r, lcores)}"
+                  + (f"   {note}" if note else ""))
+        for n, r in route_rows:
+            print(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x")
+        print("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a"))
+        for line in extra_lines:
+            print("  " + line)
+        print(f"  (cycles/packet: core clock x rx lcores / rate; run took {time.monotonic() - t_start:.0f} s; "
+              f"load average at the end {loadavg()})")
         return 0
     finally:
         cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

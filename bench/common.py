@@ -109,3 +109,39 @@ def wait_iface(ns: str, ifname: str, timeout: float = 20) -> None:
 
 def fmt_rate(pps: float) -> str:
     return f"{pps / 1e6:.3f} Mpps" if pps >= 1e5 else f"{pps / 1e3:.1f} kpps"
+
+
+def telemetry(prefix: str, cmd: str, timeout: float = 5.0) -> dict:
+    """One command to a running DPDK primary's telemetry socket
+    (/var/run/dpdk/PREFIX/dpdk_telemetry.v2), e.g. "/ethdev/stats,1": the
+    counters rte_eth_stats_get returns, read from any process, any
+    namespace (the socket is a path), at any time, without a secondary
+    process (which cannot attach to a --no-huge primary)."""
+    import json
+    import socket
+
+    path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.recv(4096)                       # the greeting: version, pid, max_output_len
+        s.send(cmd.encode())
+        reply = json.loads(s.recv(1 << 20))
+    return reply[cmd.split(",")[0]]
+
+
+def dpdk_port_rate(prefix: str, port: int, seconds: float, samples: int = 3,
+                   warmup: float = 1.0, what: str = "opackets", alive: Callable[[], bool] = lambda: True):
+    """Median per-second rate of a DPDK port counter read through telemetry
+    over `samples` windows of `seconds`; also the last stats read."""
+    time.sleep(warmup)
+    rates = []
+    b = {}
+    for _ in range(samples):
+        if not alive():
+            break
+        a, t0 = telemetry(prefix, f"/ethdev/stats,{port}"), time.monotonic()
+        time.sleep(seconds)
+        b, t1 = telemetry(prefix, f"/ethdev/stats,{port}"), time.monotonic()
+        rates.append((b[what] - a[what]) / (t1 - t0))
+    return (statistics.median(rates) if rates else 0.0), b
