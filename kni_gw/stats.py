@@ -36,6 +36,8 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             "mtu": info.mtu,
             "admin_up": info.admin_up,
             "link_up": info.link_up,
+            "queues": {"rx": info.nb_rxq, "tx": info.nb_txq, "rx_spread": info.rx_spread,
+                       "tx_fifo_fallback": info.tx_fifo_fallback},
             **{k: v for k, v in c.items() if k not in ("drops", "punts")},
             "drops": dict(c["drops"]),
             "punts": dict(c["punts"]),

@@ -28,7 +28,7 @@ kg_drop(struct kg_verdict *v, int reason)
 
 /* A next hop from the LPM: a punt reason, or an adjacency (picked from a
  * group slot's buckets by the flow hash). Fills v for FORWARD. */
-static inline int
+static __rte_always_inline int
 kg_nexthop(const struct kg_fib *f, uint32_t nh, uint32_t hash, uint32_t ip_len,
 	   uint32_t mtu6, struct kg_verdict *v)
 {
@@ -94,7 +94,7 @@ kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
 	return kg_be32(l4);
 }
 
-static inline int
+static __rte_always_inline int
 kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 		 const uint8_t *ip, uint32_t avail, const uint32_t *pre, struct kg_verdict *v)
 {
@@ -117,9 +117,21 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 		uint64_t s = 0;
 		uint32_t w;
 
-		for (i = 0; i < ihl; i += 4) {
-			memcpy(&w, ip + i, 4);
-			s += w;
+		if (likely(ihl == 20)) {
+			/* the usual header, unrolled */
+			uint32_t w0, w1, w2, w3, w4;
+
+			memcpy(&w0, ip, 4);
+			memcpy(&w1, ip + 4, 4);
+			memcpy(&w2, ip + 8, 4);
+			memcpy(&w3, ip + 12, 4);
+			memcpy(&w4, ip + 16, 4);
+			s = (uint64_t)w0 + w1 + w2 + w3 + w4;
+		} else {
+			for (i = 0; i < ihl; i += 4) {
+				memcpy(&w, ip + i, 4);
+				s += w;
+			}
 		}
 		s = (s & 0xffffffffu) + (s >> 32);
 		s = (s & 0xffffffffu) + (s >> 32);
@@ -207,7 +219,7 @@ kg_v6_special(const uint8_t *a)
 	return memcmp(a + 10, zero, 5) == 0 && (a[15] == 0 || a[15] == 1);
 }
 
-static inline int
+static __rte_always_inline int
 kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 		 uint32_t avail, struct kg_verdict *v)
 {
@@ -267,7 +279,7 @@ kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
 /* The verdict for one frame received on port index `in`. pre: the next
  * hops of its IPv4 destination and source looked up beforehand (the rx
  * stage looks up a burst's in one rte_fib call, as l3fwd does), or NULL. */
-static inline int
+static __rte_always_inline int
 kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	       uint32_t len, const uint32_t *pre, struct kg_verdict *v)
 {
@@ -293,7 +305,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	return kg_punt(v, KG_PUNT_NOT_IP);
 }
 
-static inline int
+static __rte_always_inline int
 kg_classify_frame_pre(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 		      uint32_t len, const uint32_t *pre, struct kg_verdict *v)
 {
@@ -317,7 +329,7 @@ kg_classify_frame(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
  * next hop, source MAC of the egress port, TTL/hop limit - 1 with the IPv4
  * checksum updated incrementally exactly as ip_decrease_ttl() does, and
  * Ethernet padding after the IP packet removed. Returns the new length. */
-static inline uint32_t
+static __rte_always_inline uint32_t
 kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 		 const struct kg_verdict *v)
 {
