@@ -111,8 +111,8 @@ struct kg_dp {
 	bool running;                         /* dataplane thread: w, ctl: r */
 };
 
-extern struct kg_dp kg;
-extern struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
+extern KG_LOCAL struct kg_dp kg;
+extern KG_LOCAL struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
 
 /* datapath/loop.c */
 int kg_lcore_loop(void *arg);

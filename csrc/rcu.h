@@ -22,7 +22,10 @@ int kg_rcu_create(void);     /* idempotent; 0 or -ENOMEM */
 void kg_rcu_free(void);
 void kg_quiesce(void);
 
-extern struct rte_rcu_qsbr *kg_qsbr;
+#ifndef KG_LOCAL
+#define KG_LOCAL __attribute__((visibility("hidden")))
+#endif
+extern KG_LOCAL struct rte_rcu_qsbr *kg_qsbr;
 
 /* the reader side, called by lcore `id` from its own loop */
 static inline void

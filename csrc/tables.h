@@ -77,7 +77,12 @@ struct kg_fib {
 	uint64_t memory;                /* ctl: w; bytes the tables take */
 };
 
-extern struct kg_fib kg_fib;
+/* in this shared object only: reached PC-relative, not through the GOT */
+#ifndef KG_LOCAL
+#define KG_LOCAL __attribute__((visibility("hidden")))
+#endif
+
+extern KG_LOCAL struct kg_fib kg_fib;
 
 static inline uint64_t
 kg_load64(const uint64_t *p)
