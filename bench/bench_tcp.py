@@ -7,10 +7,11 @@ Two copies of the integration tests' topology (TESTING.md,
 tests/integration/harness.Topology), built side by side:
 
   kni-gw:  ns peer0: p0 10.0.0.2/24 -- veth -- g0 [ns gw: kni-gw] g1 -- veth -- p1 10.1.0.2/24 :ns peer1
-           kni-gw -l 0-1 --no-huge -m 256 --no-pci --vdev net_af_packet0,iface=g0
-                  --vdev net_af_packet1,iface=g1 -p 0x3 --config "(0,0,1),(1,0,1)"
+           kni-gw -l 0-1 --no-huge -m 256 --no-pci --vdev net_af_packet0,iface=g0,qpairs=2
+                  --vdev net_af_packet1,iface=g1,qpairs=2 -p 0x3 --config "(0,0,1),(1,0,1)"
            (rx of both ports on lcore 0, tx of both on lcore 1: the README's
-           two-port shape), vEth0 10.0.0.1/24, vEth1 10.1.0.1/24,
+           two-port shape; qpairs=2 gives lcore 0 a tx queue of its own on
+           each port, --qpairs 1 shows the fifo fallback), vEth0 10.0.0.1/24, vEth1 10.1.0.1/24,
            ip_forward=1 in the gateway namespace (kni-gw mirrors it)
   Linux:   the same namespaces, veth pairs and addresses, with 10.0.0.1/24
            on g0 and 10.1.0.1/24 on g1 and ip_forward=1: the kernel forwards
@@ -71,8 +72,16 @@ def linux_router(topo):
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=topo.gw)
 
 
-def start_kni_gw(topo):
-    g = Gateway(topo, ["-p", "0x3", "--config", CONFIG]).wait_ready()
+def vdevs(topo, qpairs):
+    out = []
+    for k in range(topo.nports):
+        out += ["--vdev", f"net_af_packet{k},iface=g{k}" + (f",qpairs={qpairs}" if qpairs > 1 else "")]
+    return out
+
+
+def start_kni_gw(topo, qpairs):
+    eal = ["-l", "0-1", "--no-pci", "--file-prefix", topo.tag, "--no-huge", "-m", "256"] + vdevs(topo, qpairs)
+    g = Gateway(topo, ["-p", "0x3", "--config", CONFIG], eal=eal).wait_ready()
     for k in range(topo.nports):
         sh("ip", "addr", "add", f"10.{k}.0.1/24", "dev", f"vEth{k}", ns=topo.gw)
         sh("ip", "link", "set", f"vEth{k}", "up", ns=topo.gw)
@@ -122,6 +131,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="iperf3 runs per gateway (alternating)")
     ap.add_argument("--time", type=int, default=10, help="seconds per iperf3 run")
     ap.add_argument("--parallel", type=int, default=1, help="iperf3 -P streams")
+    ap.add_argument("--qpairs", type=int, default=2,
+                    help="net_af_packet qpairs: 2 gives every forwarding lcore its own tx queue "
+                         "(1: forwarded frames cross to the tx lcore through a fifo)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
@@ -135,14 +147,14 @@ def main() -> int:
         linux_router(lt)
         for t in (kt, lt):
             procs.append(Proc(["iperf3", "-s"], ns=t.peers[1]))
-        g = start_kni_gw(kt)
+        g = start_kni_gw(kt, args.qpairs)
         reachable(lt)
         reachable(kt)
         time.sleep(0.5)   # the iperf3 servers listening
 
         print(f"== TCP, iperf3 -c {SERVER} -t {args.time} -P {args.parallel}, peer0 -> gateway -> peer1 "
               f"over veth; load average {open('/proc/loadavg').read().split()[0]}")
-        print(f"   kni-gw: -l 0-1 --no-huge -m 256 --vdev net_af_packet0,iface=g0 --vdev net_af_packet1,iface=g1 "
+        print(f"   kni-gw: -l 0-1 --no-huge -m 256 {' '.join(vdevs(kt, args.qpairs))} "
               f"-p 0x3 --config \"{CONFIG}\"")
         res = {"linux": [], "kni-gw": []}
         for i in range(args.runs):

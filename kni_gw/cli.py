@@ -1,6 +1,6 @@
 """kni-gw command line.
 
-``kni-gw [EAL options] [--] -p PORTMASK --config "(port,rx,tx[,exc])" ...``
+``kni-gw [EAL options] [--] -p PORTMASK --config "(port,rx[+rx...],tx[,exc])" ...``
 runs a gateway; ``kni-gw COMMAND`` runs a helper command. Errors are one line
 on stderr with exit status 2, never a traceback (KNI_GW_DEBUG=1 shows one).
 """
@@ -33,11 +33,18 @@ Gateway options:
   -p, --portmask HEX      ports to use, e.g. 0x3 for ports 0 and 1 (required)
   --config "(p,rx,tx[,exc]),..."
                           per port: the lcore polling its rx queue, the lcore
-                          owning its tx queue, and optionally the lcore doing
-                          vEthN I/O (default: the tx lcore). Numbers may be
-                          decimal or 0x hex. rx and tx of one port must be on
-                          different lcores; one lcore may serve several ports.
-                          Every lcore must be enabled by -l/-c/--lcores.
+                          sending the kernel's frames (vEthN -> port), and
+                          optionally the lcore doing vEthN I/O (default: the
+                          tx lcore). Numbers may be decimal or 0x hex. rx and
+                          tx of one port must be on different lcores; one
+                          lcore may serve several ports. Every lcore must be
+                          enabled by -l/-c/--lcores.
+                          Several rx lcores: 0+2 or 0-3 in the rx field, one
+                          rx queue each, flows spread by RSS (or the driver's
+                          own spreading, e.g. net_af_packet qpairs=N).
+                          Every forwarding lcore sends on a tx queue of its
+                          own on each port; a driver with too few tx queues
+                          gets them through the tx lcore's fifo (said once).
   -P, --promisc           put the ports in promiscuous mode
   --monitor-link          mirror each port's link state to vEthN's carrier
   -m                      the same as --monitor-link, see "-m" below
