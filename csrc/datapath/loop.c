@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <rte_cycles.h>
+#include <rte_prefetch.h>
 
 #include "kg_internal.h"
 
@@ -242,6 +243,15 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	if (n < kg.burst)
 		n += rte_ring_dequeue_burst(p->to_kernel, (void **)pkts + n, kg.burst - n, NULL);
 	if (n) {
+		unsigned int i;
+
+		/* these mbufs were last written by the rx lcore, on another
+		 * core: fetch their headers, then their frames, all at once,
+		 * rather than one miss after another inside the TAP's writes */
+		for (i = 0; i < n; i++)
+			rte_prefetch0(pkts[i]);
+		for (i = 0; i < n; i++)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 		sent = rte_eth_tx_burst(p->exc_port_id, 0, pkts, n);
 		ctr_add(&c->kernel_tx, sent);
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, n - sent);
