@@ -33,6 +33,7 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             "driver": info.driver,
             "mac": info.mac,
             "mtu": info.mtu,
+            "max_mtu": info.max_mtu,
             "admin_up": info.admin_up,
             "link_up": info.link_up,
             **{k: v for k, v in c.items() if k not in ("drops", "punts")},

@@ -169,7 +169,9 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 		return ret;
 	}
 	p->restartable = driver_restartable(info.driver_name);
-	ret = queues_setup(p->port_id, cfg->rx_desc, cfg->tx_desc, false, err,
+	/* scattered rx where the port has it: a frame longer than one mbuf
+	 * then comes as a chain, which the rx stage handles (segs.h) */
+	ret = queues_setup(p->port_id, cfg->rx_desc, cfg->tx_desc, true, err,
 			   errlen, what);
 	if (ret < 0)
 		return ret;
@@ -189,7 +191,11 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 	}
 	store_relaxed(&p->started, true);
 	fib_port_sync(p);
-	return exc_create(p, cfg->backend, cfg, err, errlen);
+	ret = exc_create(p, cfg->backend, cfg, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* what the port and vEthN carry; their MTU must be in it */
+	return kg_mtu_setup(p, err, errlen);
 }
 
 static unsigned int
@@ -330,14 +336,14 @@ kg_port_admin(unsigned short port_id, int up)
 }
 
 int
-kg_port_set_mtu(unsigned short port_id, unsigned short mtu)
+kg_port_set_mtu(unsigned short port_id, unsigned short mtu, char *err, unsigned int errlen)
 {
 	struct kg_port *p = port_by_id(port_id);
 	int ret;
 
 	if (p == NULL)
 		return -ENODEV;
-	ret = rte_eth_dev_set_mtu(p->port_id, mtu);
+	ret = kg_mtu_set(p, mtu, err, errlen);
 	fib_port_sync(p);
 	return ret;
 }
@@ -400,6 +406,8 @@ kg_port_info(unsigned short port_id, struct kg_port_info *out)
 		memcpy(out->mac, mac.addr_bytes, 6);
 	if (rte_eth_dev_get_mtu(p->port_id, &mtu) == 0)
 		out->mtu = mtu;
+	if (p->exc_name[0])
+		out->max_mtu = kg_mtu_max(p);
 	out->admin_up = __atomic_load_n(&p->admin_up, __ATOMIC_RELAXED);
 	out->started = __atomic_load_n(&p->started, __ATOMIC_RELAXED);
 	memset(&link, 0, sizeof(link));
