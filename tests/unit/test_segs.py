@@ -6,7 +6,7 @@ must be those of the same frame in one piece (kg_classify, kg_rewrite)."""
 import socket
 
 import pytest
-from scapy.all import ICMP, IP, IPOption_RR, IPv6, IPv6ExtHdrDestOpt, Ether, Raw, UDP
+from scapy.all import ICMP, IP, IPOption_RR, IPv6, IPv6ExtHdrDestOpt, Ether, UDP
 
 from kni_gw.dataplane import classify, ffi, lib
 
