@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 import pytest
-from scapy.all import Dot1Q, Ether, IP, Raw, UDP
+from scapy.all import ICMP, Dot1Q, Ether, IP, Raw, UDP
 
 from .harness import Gateway, Topology, kni_gw_bin, link_attr, ping, sh, wait_for
 from .pktio import read_frames, write_frames
@@ -374,3 +374,19 @@ def test_frames_too_big_for_veth_are_counted(tapwire):
     assert d == {"rx_packets": 5, "rx_bytes": 5 * 3014, "to_kernel": 5, "kernel_tx": 0, "from_kernel": 0,
                  "tx_packets": 0, "tx_bytes": 0, "forwarded": 0, "drops": {"to_kernel_too_big": 5}}, d
     assert " 0% packet loss" in ping(topo.peers[0], "10.0.0.1", count=5, size=1472, extra=["-M", "do"]).stdout
+    # big and small frames back to back, as one burst: the small ones reach the kernel
+    eth = Ether(dst=link_attr(topo.gw, "vEth0")["address"], src=link_attr(topo.peers[0], "w0")["address"])
+    big = bytes(eth / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(id=7) / Raw(b"b" * 2972))
+    small = [bytes(eth / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(id=7, seq=i) / Raw(b"s" * 1000))
+             for i in range(10)]
+    burst = [big] + small[:5] + [big] + small[5:]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "burst.bin")
+        write_frames(path, burst)
+        before = ports(gw)[0]
+        sh(sys.executable, PKTIO, "send", "w0", path, ns=topo.peers[0])
+        wait_for(lambda: ports(gw)[0]["tx_packets"] - before["tx_packets"] >= 10, what="10 echo replies")
+    d = delta(ports(gw)[0], before)
+    assert d == {"rx_packets": 12, "rx_bytes": 2 * 3014 + 10 * 1042, "to_kernel": 12, "kernel_tx": 10,
+                 "from_kernel": 10, "tx_packets": 10, "tx_bytes": 10 * 1042, "forwarded": 0,
+                 "drops": {"to_kernel_too_big": 2}}, d
