@@ -30,7 +30,7 @@
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
-_Static_assert(KG_DROP_MAX == 11, "kg_port_counters.drops[] size");
+_Static_assert(KG_DROP_MAX == 14, "kg_port_counters.drops[] size");
 _Static_assert(KG_POLICE_MAX == 11, "kg_port_counters.policed[] size");
 
 _Static_assert(KG_PUNT_MAX == 17, "kg_port_counters.punts[] size");
@@ -71,6 +71,14 @@ struct kg_port {
 	/* per rx lcore of the port (its slot in rxl[]): setup w, then that lcore w and r.
 	 * Each takes 1/n_rxl of the class's rate, so the port's limit holds. */
 	struct kg_bucket police[KG_RX_LCORES][KG_POLICE_MAX];
+	/* What the port and vEthN's device carry (control/mtu.c, datapath/segs.h) */
+	bool rx_segs, tx_segs;         /* setup: w; scattered rx, multi-segment tx on */
+	bool exc_rx_segs, exc_tx_segs; /* setup: w; the same on vEthN's device */
+	uint32_t rx_room, exc_rx_room; /* setup: w; longest frame rx puts in one mbuf */
+	uint32_t tx_max_frame;         /* setup: w; longest frame the port sends */
+	uint32_t exc_max_frame;        /* ctl: w (atomic), exc: r; longest frame vEthN's device takes */
+	uint16_t exc_mtu;              /* ctl: w; MTU of vEthN's device, as DPDK has it */
+	uint16_t max_mtu;              /* setup: w; the largest MTU both carry */
 	char ifname[KG_IFNAMSIZ];
 	char exc_name[48];    /* vdev name of the vEthN device */
 };
@@ -121,6 +129,11 @@ int kg_lcore_loop(void *arg);
 int kg_port_plan_all(const struct kg_config *cfg, char *err, unsigned int errlen);
 int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);
+
+/* control/mtu.c */
+int kg_mtu_setup(struct kg_port *p, char *err, unsigned int errlen);
+int kg_mtu_set(struct kg_port *p, uint16_t mtu, char *err, unsigned int errlen);
+uint16_t kg_mtu_max(const struct kg_port *p);
 
 /* control/tables.c */
 void kg_fib_free(void);

@@ -40,7 +40,12 @@
 #define KG_DROP_TX_NIC 8         /* tx: port did not take it */
 #define KG_DROP_PORT_DOWN_TX 9   /* tx: vEthN down, port not sending */
 #define KG_DROP_POLICED 10       /* rx: punt over its class's rate (control-plane policing) */
-#define KG_DROP_MAX 11
+/* Dropped for their size (datapath/segs.h): a frame longer than the device
+ * it goes to takes, or a chain of segments that device cannot send. */
+#define KG_DROP_FWD_TOO_BIG 11   /* rx: forwarded, the egress port cannot send it */
+#define KG_DROP_TO_KERNEL_TOO_BIG 12   /* exception: vEthN's device cannot take it */
+#define KG_DROP_FROM_KERNEL_TOO_BIG 13 /* exception: from vEthN, the port cannot send it */
+#define KG_DROP_MAX 14
 
 /* Control-plane policing: punted frames are metered per port and class. */
 #define KG_POLICE_ARP 0         /* ARP */
@@ -110,7 +115,7 @@ struct kg_port_counters {
 	unsigned long long from_kernel; /* exception lcore: read from vEthN */
 	unsigned long long tx_packets;  /* tx lcore: taken by the port */
 	unsigned long long tx_bytes;    /* tx lcore */
-	unsigned long long drops[11];   /* by KG_DROP_*, where they happened */
+	unsigned long long drops[14];   /* by KG_DROP_*, where they happened */
 	unsigned long long punts[17];   /* rx: by KG_PUNT_* (frames let through) */
 	unsigned long long policed[11]; /* rx: by KG_POLICE_* (frames dropped) */
 };
@@ -121,6 +126,7 @@ struct kg_port_info {
 	unsigned short exc_port_id; /* DPDK port id of the vEthN device */
 	unsigned char mac[6];
 	unsigned short mtu;
+	unsigned short max_mtu;     /* the largest MTU the port and vEthN carry (control/mtu.c) */
 	int admin_up;               /* 1 when vEthN is up (port forwarding) */
 	int started;                /* 1 when the port is started */
 	int link_up;                /* port link, as the PMD reports it */
@@ -172,6 +178,8 @@ struct kg_config {
 	unsigned int burst;       /* <= 64 */
 	unsigned int idle_sleep_us; /* upper bound of idle back-off; 0 = busy poll */
 	unsigned int mbufs;       /* 0: computed; out: the pool size made */
+	unsigned int mbuf_size;   /* data room of an mbuf, headroom included;
+	                             0: RTE_MBUF_DEFAULT_BUF_SIZE (2176) */
 	unsigned int mbuf_cache;  /* out */
 	struct kg_fib_conf fib;
 	unsigned int police_pps[11];   /* per KG_POLICE_* class, per port; 0 = drop all,
@@ -192,7 +200,10 @@ void kg_teardown(void);
 
 /* Control operations, from the control thread while kg_run() runs. */
 int kg_port_admin(unsigned short port, int up);
-int kg_port_set_mtu(unsigned short port, unsigned short mtu);
+/* Sets the MTU of the port and of vEthN's device when both can carry it
+ * (control/mtu.c); else -EINVAL (or the device's error) and err says which
+ * limit, in one line. Nothing is changed on a refusal. */
+int kg_port_set_mtu(unsigned short port, unsigned short mtu, char *err, unsigned int errlen);
 int kg_port_set_mac(unsigned short port, const unsigned char *mac);
 int kg_port_promisc(unsigned short port, int on);
 int kg_port_allmulti(unsigned short port, int on);
@@ -276,6 +287,19 @@ int kg_police(unsigned int in_port, const unsigned char *frame, unsigned int len
 /* Rewrites a frame classified FORWARD in place; returns its new length. */
 unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
 			const struct kg_verdict *v);
+/* The rx stage's way with a frame in several segments (datapath/segs.h),
+ * for tests: the frame is cut into a chain of mbufs (`first` bytes in the
+ * first segment, after `first_off` bytes of headroom, then `seg` bytes a
+ * segment), classified on its first KG_SEGS_HEAD bytes with its whole
+ * length, and, when forwarded, rewritten, trimmed and made sendable by an
+ * egress that takes chains (tx_segs) or not. out gets the frame as it
+ * would leave (up to *out_len bytes; *out_len is set to its length).
+ * Returns its segment count when it leaves, 0 when it is dropped as too
+ * big for the egress (KG_DROP_FWD_TOO_BIG), or a negative errno. */
+#define KG_SEGS_HEAD 128
+int kg_segs_test(unsigned int in_port, const unsigned char *frame, unsigned int len,
+		 unsigned int first_off, unsigned int first, unsigned int seg, int tx_segs,
+		 struct kg_verdict *v, unsigned char *out, unsigned int *out_len);
 
 /* Name of reason/class idx of a kind (KG_NAME_*), or NULL past the end. */
 const char *kg_name(int kind, unsigned int idx);

@@ -9,7 +9,11 @@
  *   - the verdict and its reason are in range;
  *   - a FORWARD never goes back out of its ingress port;
  *   - the rewrite never grows the frame, keeps a whole IP header, leaves a
- *     valid IPv4 header checksum and decrements TTL / hop limit by one.
+ *     valid IPv4 header checksum and decrements TTL / hop limit by one;
+ *   - a chain's way (datapath/segs.h): the classifier and the rewrite given
+ *     only the first KG_SEGS_HEAD bytes (an exact-size heap copy: ASan sees
+ *     any read past them) and the frame's whole length give the verdict
+ *     and the rewritten bytes and length of the whole frame.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -89,7 +93,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void
+static unsigned int
 check_forward(const unsigned char *before, unsigned char *f, unsigned int len,
 	      const struct kg_verdict *v, unsigned int in)
 {
@@ -110,14 +114,15 @@ check_forward(const unsigned char *before, unsigned char *f, unsigned int len,
 		assert(n >= 14 + 40);
 		assert(f[14 + 7] == (unsigned char)(before[14 + 7] - 1));
 	}
+	return n;
 }
 
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-	struct kg_verdict v;
-	unsigned char *f, *copy;
-	unsigned int in, len;
+	struct kg_verdict v, h;
+	unsigned char *f, *copy, *head;
+	unsigned int in, len, hn, n;
 	int r;
 
 	if (size < 1 || size > 9000)
@@ -148,6 +153,15 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		if (r == KG_VERDICT_FORWARD)
 			assert(w.egress == v.egress && w.adj == v.adj && w.adj_idx == v.adj_idx);
 	}
+	/* a chain's view: the first KG_SEGS_HEAD bytes, the whole length */
+	hn = len < KG_SEGS_HEAD ? len : KG_SEGS_HEAD;
+	head = malloc(hn ? hn : 1);
+	memcpy(head, data + 1, hn);
+	assert(kg_classify_frame(&kg_fib, in, head, len, &h) == r);
+	assert(h.action == v.action && h.reason == v.reason && h.moved == v.moved &&
+	       h.heard == v.heard);
+	if (r == KG_VERDICT_FORWARD)
+		assert(h.egress == v.egress && h.adj == v.adj && h.adj_idx == v.adj_idx);
 	assert(v.moved == 0 || (v.moved >= KG_NH_FIRST_ADJ && v.moved < KG_ADJ_MAX));
 	assert(v.heard == 0 || (v.heard >= KG_NH_FIRST_ADJ && v.heard < KG_ADJ_MAX));
 	assert(!(v.moved && v.heard));
@@ -160,7 +174,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		break;
 	case KG_VERDICT_FORWARD:
 		assert(v.adj_idx >= KG_NH_FIRST_ADJ && v.adj_idx < KG_ADJ_MAX);
-		check_forward(copy, f, len, &v, in);
+		n = check_forward(copy, f, len, &v, in);
+		assert(kg_rewrite_frame(&kg_fib, head, len, &h) == n);
+		assert(memcmp(head, f, hn) == 0);
 		break;
 	default:
 		abort();
@@ -176,5 +192,6 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	}
 	free(f);
 	free(copy);
+	free(head);
 	return 0;
 }

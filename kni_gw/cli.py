@@ -58,6 +58,9 @@ Gateway options:
   --fifo-size N           entries per fifo, a power of two [1024]
   --rx-desc N, --tx-desc N  descriptors per queue [1024]
   --mbufs N               mbuf pool size [computed from the above]
+  --mbuf-size N           data room of an mbuf, headroom included, 512-65535
+                          [2176]: the largest frame a port without scattered
+                          rx receives (net_af_xdp: N - 384, so MTU N - 402)
   --stats-format table|json  what SIGUSR1 prints [table]
   --police CLASS=PPS[:BURST]
                           rate of frames punted to the kernel, per port and

@@ -48,7 +48,7 @@ EAL_SHORT_GLUED = {"-l", "-c", "-n", "-r", "-a", "-b", "-d", "-s", "-S"}
 
 APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
-    "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs",
+    "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs", "--mbuf-size",
     "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police", "--metrics",
     "--dns-allow",
     "--max-routes",
@@ -110,7 +110,14 @@ MiB = 1 << 20
 TABLE_LADDER = ((1 << 18, 1 << 14), (1 << 16, 1 << 14), (1 << 14, 1 << 12))
 NO_HUGE_DEFAULT = (1 << 18, 1 << 14)    # --no-huge without -m: EAL is given what this needs
 EAL_MARGIN = 64 * MiB                    # EAL's own, rings, devices, TAP queues and GSO pools
-MBUF_BYTES = 2176 + 128 + 64             # data room + struct rte_mbuf + mempool header
+MBUF_SIZE = 2176                         # an mbuf's data room, headroom included (DPDK's default)
+
+
+def mbuf_bytes(mbuf_size: int = MBUF_SIZE) -> int:
+    """Memory an mbuf takes: mempool header + struct rte_mbuf + data room,
+    a whole number of cache lines."""
+    return -(-(64 + 128 + mbuf_size) // 64) * 64
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +167,7 @@ def mbuf_pool_bytes(cfg: "RunConfig") -> int:
         need = sum((len(p.lcores_rx) + 1) * cfg.rx_desc + (len(forwarding - {p.lcore_tx}) + 2) * cfg.tx_desc
                    + 3 * cfg.fifo_size + 4 * cfg.burst for p in cfg.ports)
         n = need + (len(lcores) + 1) * 256 * 3 // 2
-    return n * MBUF_BYTES
+    return n * mbuf_bytes(cfg.mbuf_size)
 
 BACKENDS = ("auto", "tap", "virtio-user")
 
@@ -206,6 +213,7 @@ class RunConfig:
     tx_desc: int = 1024
     burst: int = 32
     mbufs: int = 0
+    mbuf_size: int = MBUF_SIZE
     stats_format: str = "table"
     log_level: Optional[str] = None
     dns_zones: List[str] = dataclasses.field(default_factory=list)
@@ -616,6 +624,7 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         tx_desc=_bounded(opts, "tx_desc", 1024, 64, 16384),
         burst=_bounded(opts, "burst", 32, 1, 64),
         mbufs=_bounded(opts, "mbufs", 0, 0, 16_777_215),
+        mbuf_size=_bounded(opts, "mbuf_size", MBUF_SIZE, 512, 65535),
         stats_format=fmt,
         log_level=log_level,
         dns_zones=list(opts.get("dns_zone", [])),

@@ -210,6 +210,7 @@ class PortInfo:
     exc_port: int
     mac: str
     mtu: int
+    max_mtu: int
     admin_up: bool
     started: bool
     link_up: bool
@@ -293,6 +294,7 @@ class Dataplane:
         cfg.fifo_size, cfg.burst = self.cfg.fifo_size, self.cfg.burst
         cfg.idle_sleep_us = 0 if self.cfg.busy_poll else self.cfg.idle_sleep_us
         cfg.mbufs = self.cfg.mbufs
+        cfg.mbuf_size = self.cfg.mbuf_size
         t = self.cfg.tables
         cfg.fib.routes4, cfg.fib.tbl8s4 = t.routes4, t.tbl8s4
         cfg.fib.routes6, cfg.fib.tbl8s6 = t.routes6, t.tbl8s6
@@ -335,7 +337,12 @@ class Dataplane:
         ensure(lib.kg_port_admin(port, int(up)), f"port {port}: {'start' if up else 'stop'}")
 
     def set_mtu(self, port: int, mtu: int) -> None:
-        ensure(lib.kg_port_set_mtu(port, mtu), f"port {port}: MTU {mtu}")
+        """The MTU on port and vEthN's device, or DataplaneError saying
+        which limit refuses it (control/mtu.c); nothing changed then."""
+        err = ffi.new("char[]", lib.KG_ERRLEN)
+        rc = lib.kg_port_set_mtu(port, mtu, err, lib.KG_ERRLEN)
+        if rc < 0:
+            raise DataplaneError(ffi.string(err).decode() or strerror(rc), -rc)
 
     def set_mac(self, port: int, mac: str) -> None:
         raw = bytes(int(x, 16) for x in mac.split(":"))
@@ -353,7 +360,7 @@ class Dataplane:
         return PortInfo(
             port=out.port_id, exc_port=out.exc_port_id,
             mac=":".join(f"{b:02x}" for b in bytes(out.mac)),
-            mtu=out.mtu, admin_up=bool(out.admin_up), started=bool(out.started),
+            mtu=out.mtu, max_mtu=out.max_mtu, admin_up=bool(out.admin_up), started=bool(out.started),
             link_up=bool(out.link_up), link_speed=out.link_speed, if_index=out.if_index,
             driver=ffi.string(out.driver).decode(),
             hw={k: getattr(out, k) for k in (

@@ -187,7 +187,7 @@ class KernelSync:
         try:
             self.dp.set_mtu(st.port, mtu)
         except DataplaneError as e:
-            log.warning("%s: MTU %d refused by port %d (%s); putting %s back to %d",
+            log.warning("%s: MTU %d refused by port %d: %s; putting %s back to %d",
                         st.ifname, mtu, st.port, e, st.ifname, st.mtu)
             self._restore(st, mtu=st.mtu)
             return

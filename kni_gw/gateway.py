@@ -23,7 +23,7 @@ from typing import Deque
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
 
 from . import instance
-from .config import HostFacts, RunConfig, preflight
+from .config import HostFacts, RunConfig, mbuf_bytes, preflight
 from .errors import ConfigError
 from .dataplane import Dataplane
 from .exception_path import KernelSync
@@ -132,14 +132,15 @@ class Gateway:
     def _serve(self, backend: str, rfd: int) -> int:
         cfg = self.cfg
         log.info("mbuf pool: %d mbufs of %d bytes (%.1f MiB), cache %d per lcore",
-                 self.dp.mbufs, 2176 + 128, self.dp.mbufs * 2304 / 2**20, self.dp.mbuf_cache)
+                 self.dp.mbufs, cfg.mbuf_size + 128, self.dp.mbufs * mbuf_bytes(cfg.mbuf_size) / 2**20,
+                 self.dp.mbuf_cache)
         for p in cfg.ports:
             info = self.dp.port_info(p.port)
             spread = {"rss": ", flows spread by RSS", "driver": ", flows spread by the driver",
                       "none": ""}[info.rx_spread]
-            log.info("port %d (%s %s, MTU %d) <-> %s [%s]; lcores rx %s, tx %d, exception %d; "
+            log.info("port %d (%s %s, MTU %d, at most %d) <-> %s [%s]; lcores rx %s, tx %d, exception %d; "
                      "%d rx queue(s)%s, %d tx queue(s)",
-                     p.port, info.driver, info.mac, info.mtu, p.ifname, backend,
+                     p.port, info.driver, info.mac, info.mtu, info.max_mtu, p.ifname, backend,
                      p.rx_text, p.lcore_tx, p.lcore_exc, info.nb_rxq, spread, info.nb_txq)
             if info.tx_fifo_fallback:
                 log.warning("port %d (%s): %d tx queue(s), too few for one per forwarding lcore: "

@@ -34,6 +34,7 @@ def take_snapshot(dp, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             "driver": info.driver,
             "mac": info.mac,
             "mtu": info.mtu,
+            "max_mtu": info.max_mtu,
             "admin_up": info.admin_up,
             "link_up": info.link_up,
             "queues": {"rx": info.nb_rxq, "tx": info.nb_txq, "rx_spread": info.rx_spread,

@@ -193,9 +193,15 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 	if (cfg->mbufs == 0)
 		cfg->mbufs = pool_size(cfg, nb_lcores);
 	cfg->mbuf_cache = RTE_MIN(MBUF_CACHE, cfg->mbufs / 2);
+	if (cfg->mbuf_size == 0)
+		cfg->mbuf_size = RTE_MBUF_DEFAULT_BUF_SIZE;
+	if (cfg->mbuf_size <= RTE_PKTMBUF_HEADROOM || cfg->mbuf_size > UINT16_MAX) {
+		kg_err(err, errlen, "bad mbuf size %u", cfg->mbuf_size);
+		return -EINVAL;
+	}
 	kg.pool = rte_pktmbuf_pool_create("kg_mbuf_pool", cfg->mbufs,
 					  cfg->mbuf_cache, 0,
-					  RTE_MBUF_DEFAULT_BUF_SIZE,
+					  (uint16_t)cfg->mbuf_size,
 					  rte_socket_id());
 	if (kg.pool == NULL) {
 		kg_err(err, errlen,

@@ -26,6 +26,9 @@ static const struct {
 	[KG_DROP_TX_NIC] = { "tx_nic", KG_STAGE_TX },
 	[KG_DROP_PORT_DOWN_TX] = { "port_down_tx", KG_STAGE_TX },
 	[KG_DROP_POLICED] = { "policed", KG_STAGE_RX },
+	[KG_DROP_FWD_TOO_BIG] = { "fwd_too_big", KG_STAGE_RX },
+	[KG_DROP_TO_KERNEL_TOO_BIG] = { "to_kernel_too_big", KG_STAGE_EXC },
+	[KG_DROP_FROM_KERNEL_TOO_BIG] = { "from_kernel_too_big", KG_STAGE_EXC },
 };
 
 static const char *const punts[KG_PUNT_MAX] = {

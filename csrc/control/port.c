@@ -118,7 +118,8 @@ queues_setup(uint16_t pid, unsigned int nb_rxq, unsigned int nb_txq, int rx_spre
 /* Drivers that spread flows over their rx queues without RSS offload:
  * net_af_packet (the kernel's PACKET_FANOUT_HASH over its sockets),
  * net_af_xdp (each queue is a queue of the netdev, spread by its RSS),
- * net_pcap (a file per queue: a benchmark harness). */
+ * net_pcap (a file per queue: a benchmark harness); net_tap as a wire
+ * port too (the kernel picks a queue per flow). */
 static bool
 driver_spreads(const char *driver)
 {
@@ -134,6 +135,13 @@ static bool
 driver_all_queues_live(const char *driver)
 {
 	return strcmp(driver, "net_af_packet") == 0;
+}
+
+/* Drivers that configure as many rx as tx queues, or refuse. */
+static bool
+driver_paired_queues(const char *driver)
+{
+	return strcmp(driver, "net_tap") == 0;
 }
 
 /* The lcores that forward: the rx lcores of every port. */
@@ -185,21 +193,13 @@ port_plan(unsigned int pi, char *err, unsigned int errlen)
 		p->rx_spread = KG_SPREAD_NONE;
 	else if (info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP))
 		p->rx_spread = KG_SPREAD_RSS;
-	else if (driver_spreads(info.driver_name))
+	else if (driver_spreads(info.driver_name) || driver_paired_queues(info.driver_name))
 		p->rx_spread = KG_SPREAD_DRIVER;
 	else {
 		kg_err(err, errlen,
 		       "port %u (%s): cannot spread flows over %u rx lcores: the driver has no RSS",
 		       p->port_id, info.driver_name, p->n_rxl);
 		return -EINVAL;
-	}
-	for (q = 0; q < p->nb_rxq; q++) {
-		unsigned int slot = q % p->n_rxl;
-		struct kg_lcore *lc = &kg.lcore[p->rxl[slot]];
-
-		lc->rx[lc->n_rx++] = (struct kg_rxq_ref){ .port = (uint8_t)pi,
-							  .queue = (uint8_t)q,
-							  .slot = (uint8_t)slot };
 	}
 
 	/* tx: queue 0 for the tx lcore, one more per other forwarding lcore */
@@ -219,6 +219,22 @@ port_plan(unsigned int pi, char *err, unsigned int errlen)
 	} else {
 		p->nb_txq = 1;
 		p->tx_fifo_fallback = true;
+	}
+	/* net_tap takes as many rx queues as tx queues: the extra rx queues
+	 * are live (the kernel spreads over them) and polled like the others */
+	if (driver_paired_queues(info.driver_name) && p->nb_rxq != p->nb_txq) {
+		p->nb_rxq = p->nb_txq = RTE_MAX(p->nb_rxq, p->nb_txq);
+		if (p->rx_spread == KG_SPREAD_NONE)
+			p->rx_spread = KG_SPREAD_DRIVER;
+	}
+
+	for (q = 0; q < p->nb_rxq; q++) {
+		unsigned int slot = q % p->n_rxl;
+		struct kg_lcore *lc = &kg.lcore[p->rxl[slot]];
+
+		lc->rx[lc->n_rx++] = (struct kg_rxq_ref){ .port = (uint8_t)pi,
+							  .queue = (uint8_t)q,
+							  .slot = (uint8_t)slot };
 	}
 	return 0;
 }
@@ -309,8 +325,10 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 		return ret;
 	}
 	p->restartable = driver_restartable(info.driver_name);
+	/* scattered rx where the port has it: a frame longer than one mbuf
+	 * then comes as a chain, which the rx stage handles (segs.h) */
 	ret = queues_setup(p->port_id, p->nb_rxq, p->nb_txq, p->rx_spread, cfg->rx_desc,
-			   cfg->tx_desc, false, err, errlen, what);
+			   cfg->tx_desc, true, err, errlen, what);
 	if (ret < 0)
 		return ret;
 	if (cfg->promisc) {
@@ -329,7 +347,11 @@ port_setup(struct kg_port *p, const struct kg_config *cfg, char *err,
 	}
 	store_release(&p->started, true);
 	fib_port_sync(p);
-	return exc_create(p, cfg->backend, cfg, err, errlen);
+	ret = exc_create(p, cfg->backend, cfg, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* what the port and vEthN carry; their MTU must be in it */
+	return kg_mtu_setup(p, err, errlen);
 }
 
 /* How many lcores put frames in port pi's tx fifo: its exception lcore
@@ -472,14 +494,14 @@ kg_port_admin(unsigned short port_id, int up)
 }
 
 int
-kg_port_set_mtu(unsigned short port_id, unsigned short mtu)
+kg_port_set_mtu(unsigned short port_id, unsigned short mtu, char *err, unsigned int errlen)
 {
 	struct kg_port *p = port_by_id(port_id);
 	int ret;
 
 	if (p == NULL)
 		return -ENODEV;
-	ret = rte_eth_dev_set_mtu(p->port_id, mtu);
+	ret = kg_mtu_set(p, mtu, err, errlen);
 	fib_port_sync(p);
 	return ret;
 }
@@ -542,6 +564,8 @@ kg_port_info(unsigned short port_id, struct kg_port_info *out)
 		memcpy(out->mac, mac.addr_bytes, 6);
 	if (rte_eth_dev_get_mtu(p->port_id, &mtu) == 0)
 		out->mtu = mtu;
+	if (p->exc_name[0])
+		out->max_mtu = kg_mtu_max(p);
 	out->admin_up = __atomic_load_n(&p->admin_up, __ATOMIC_ACQUIRE);
 	out->started = __atomic_load_n(&p->started, __ATOMIC_ACQUIRE);
 	memset(&link, 0, sizeof(link));

@@ -14,8 +14,10 @@
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 
+#include "datapath/segs.h"
 #include "kg_internal.h"
 
+#define load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
 /* Counter writes: the owning lcore is the only writer, so a plain add is
@@ -49,6 +51,19 @@ fifo_put(struct rte_ring *r, struct rte_mbuf **m, unsigned int n,
 	done = rte_ring_enqueue_burst(r, (void **)m, n, NULL);
 	drop_bulk(c, reason, m + done, n - done);
 	return done;
+}
+
+/* The frames of a burst that a device can take for their size (segs.h),
+ * kept at the start of m; the others are freed and counted under reason. */
+static inline unsigned int
+segs_filter(struct kg_port_counters *c, int reason, struct rte_mbuf **m,
+	    unsigned int n, bool tx_segs, uint32_t max_frame)
+{
+	unsigned int k = kg_segs_filter(m, n, tx_segs, max_frame);
+
+	if (unlikely(k < n))
+		ctr_add(&c->drops[reason], n - k);
+	return k;
 }
 
 /* Send n mbufs on tx queue q of port p; free and count what the port does
@@ -154,14 +169,25 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		struct rte_mbuf *m = pkts[i];
 		struct kg_verdict v;
 		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+		uint32_t flen = rte_pktmbuf_data_len(m), cap = flen;
+		uint8_t head[KG_SEGS_HEAD];
 
+		/* a chain: classified on a view of its headers, with its whole
+		 * length (segs.h); its addresses were not in pre[] */
+		if (unlikely(m->nb_segs > 1))
+			frame = kg_segs_head(m, head, &flen, &cap);
 		bytes += m->pkt_len;
-		switch (kg_classify_frame_pre(&kg_fib, pi, frame, rte_pktmbuf_data_len(m),
-					      &pre[2 * i], &v)) {
+		switch (kg_classify_frame_pre(&kg_fib, pi, frame, flen,
+					      m->nb_segs == 1 ? &pre[2 * i] : NULL, &v)) {
 		case KG_VERDICT_FORWARD: {
-			uint32_t len = kg_rewrite_frame(&kg_fib, frame,
-							rte_pktmbuf_data_len(m), &v);
+			uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
 
+			if (unlikely(m->nb_segs > 1) &&
+			    !kg_segs_forward(m, frame, cap, len, kg.port[v.egress].tx_segs)) {
+				rte_pktmbuf_free(m);
+				ctr_add(&c->drops[KG_DROP_FWD_TOO_BIG], 1);
+				break;
+			}
 			/* liveness: this neighbour is in use (one store a
 			 * period per adjacency, to this lcore's own array) */
 			if (used[v.adj_idx] != epoch)
@@ -177,7 +203,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			break;
 		}
 		case KG_VERDICT_PUNT: {
-			int cls = kg_police_class(frame, rte_pktmbuf_data_len(m), v.reason);
+			int cls = kg_police_class(frame, cap, v.reason);
 
 			if (unlikely(!kg_police_ok(&police[cls], now))) {
 				rte_pktmbuf_free(m);
@@ -243,7 +269,7 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	if (n < kg.burst)
 		n += rte_ring_dequeue_burst(p->to_kernel, (void **)pkts + n, kg.burst - n, NULL);
 	if (n) {
-		unsigned int i;
+		unsigned int ok, i;
 
 		/* these mbufs were last written by the rx lcore, on another
 		 * core: fetch their headers, then their frames, all at once,
@@ -252,9 +278,11 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 			rte_prefetch0(pkts[i]);
 		for (i = 0; i < n; i++)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
-		sent = rte_eth_tx_burst(p->exc_port_id, 0, pkts, n);
+		ok = segs_filter(c, KG_DROP_TO_KERNEL_TOO_BIG, pkts, n, p->exc_tx_segs,
+				 load_relaxed(&p->exc_max_frame));
+		sent = rte_eth_tx_burst(p->exc_port_id, 0, pkts, ok);
 		ctr_add(&c->kernel_tx, sent);
-		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, n - sent);
+		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, ok - sent);
 		work += n;
 	}
 	if (busy && now - p->exc_last_poll < kg.exc_poll_cycles)
@@ -264,7 +292,9 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	n = rte_eth_rx_burst(p->exc_port_id, 0, pkts, kg.burst);
 	if (n) {
 		ctr_add(&c->from_kernel, n);
-		fifo_put(p->tx, pkts, n, c, KG_DROP_KERNEL_FIFO_FULL);
+		fifo_put(p->tx, pkts, segs_filter(c, KG_DROP_FROM_KERNEL_TOO_BIG, pkts, n,
+						  p->tx_segs, p->tx_max_frame),
+			 c, KG_DROP_KERNEL_FIFO_FULL);
 		work += n;
 	}
 	return work;

@@ -85,6 +85,18 @@ def test_defaults_and_tunables():
     assert cfg.burst == 64 and cfg.backend == "tap"
 
 
+def test_mbuf_size_and_the_memory_it_takes():
+    from kni_gw.config import mbuf_bytes, mbuf_pool_bytes
+    cfg = build_config(BASE, ncpus=2)
+    assert cfg.mbuf_size == 2176 and mbuf_bytes(2176) == 2368
+    big = build_config(BASE + ["--mbuf-size", "3944"], ncpus=2)
+    assert big.mbuf_size == 3944 and mbuf_bytes(3944) == 4160
+    assert mbuf_pool_bytes(big) * 2368 == mbuf_pool_bytes(cfg) * 4160
+    for bad in ("511", "65536", "2k"):
+        with pytest.raises(ConfigError, match="--mbuf-size"):
+            build_config(BASE + ["--mbuf-size", bad], ncpus=2)
+
+
 def test_police_option():
     from kni_gw.config import POLICE_DEFAULTS
     cfg = build_config(BASE, ncpus=2)
