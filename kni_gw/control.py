@@ -17,6 +17,7 @@ never the loop's time.
 """
 from __future__ import annotations
 
+import abc
 import collections
 import ipaddress
 import json
@@ -47,7 +48,7 @@ class _Conn:
         self.deadline = deadline
 
 
-class StreamServer:
+class StreamServer(abc.ABC):
     """A listening socket whose connections live in the caller's selector.
 
     A subclass says when a request is complete (`complete`) and what to
@@ -65,11 +66,13 @@ class StreamServer:
         self.counts: Dict[str, int] = collections.Counter()
 
     # ---------------------------------------------------- what a subclass says
+    @abc.abstractmethod
     def complete(self, buf: bytes) -> bool:
-        raise NotImplementedError
+        """Does buf hold a whole request?"""
 
+    @abc.abstractmethod
     def answer(self, request: bytes) -> bytes:
-        raise NotImplementedError
+        """The reply to one whole request."""
 
     # ---------------------------------------------------- the selector
     def attach(self, sel: selectors.BaseSelector) -> None:
