@@ -30,7 +30,8 @@
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 
-_Static_assert(KG_DROP_MAX == 14, "kg_port_counters.drops[] size");
+_Static_assert(KG_DROP_MAX == 15, "kg_port_counters.drops[] size");
+_Static_assert(KG_DNS_ADDRS_MAX == 32, "kg_dns_conf.addr4[], addr6[] size");
 _Static_assert(KG_POLICE_MAX == 11, "kg_port_counters.policed[] size");
 
 _Static_assert(KG_PUNT_MAX == 17, "kg_port_counters.punts[] size");
@@ -137,6 +138,9 @@ uint16_t kg_mtu_max(const struct kg_port *p);
 
 /* control/tables.c */
 void kg_fib_free(void);
+
+/* control/dns.c */
+void kg_dns_free(void);
 
 #define kg_err(err, errlen, ...) snprintf((err), (errlen), __VA_ARGS__)
 

@@ -45,7 +45,8 @@
 #define KG_DROP_FWD_TOO_BIG 11   /* rx: forwarded, the egress port cannot send it */
 #define KG_DROP_TO_KERNEL_TOO_BIG 12   /* exception: vEthN's device cannot take it */
 #define KG_DROP_FROM_KERNEL_TOO_BIG 13 /* exception: from vEthN, the port cannot send it */
-#define KG_DROP_MAX 14
+#define KG_DROP_DNS_RRL 14       /* rx: a DNS answer in C over its client's response rate */
+#define KG_DROP_MAX 15
 
 /* Control-plane policing: punted frames are metered per port and class. */
 #define KG_POLICE_ARP 0         /* ARP */
@@ -115,7 +116,11 @@ struct kg_port_counters {
 	unsigned long long from_kernel; /* exception lcore: read from vEthN */
 	unsigned long long tx_packets;  /* tx lcore: taken by the port */
 	unsigned long long tx_bytes;    /* tx lcore */
-	unsigned long long drops[14];   /* by KG_DROP_*, where they happened */
+	unsigned long long dns_answered; /* rx lcore: DNS queries answered in C (datapath/dns.h),
+					  * enqueued for sending (rate-limit truncations included) */
+	unsigned long long dns_missed;  /* rx lcore: DNS queries to us that the answer
+					 * table did not hold (punted, as any local frame) */
+	unsigned long long drops[15];   /* by KG_DROP_*, where they happened */
 	unsigned long long punts[17];   /* rx: by KG_PUNT_* (frames let through) */
 	unsigned long long policed[11]; /* rx: by KG_POLICE_* (frames dropped) */
 };
@@ -300,6 +305,69 @@ unsigned int kg_rewrite(unsigned char *frame, unsigned int len,
 int kg_segs_test(unsigned int in_port, const unsigned char *frame, unsigned int len,
 		 unsigned int first_off, unsigned int first, unsigned int seg, int tx_segs,
 		 struct kg_verdict *v, unsigned char *out, unsigned int *out_len);
+
+/* DNS answers in C (datapath/dns.h, control/dns.c; kni_gw/dnsfast.py
+ * compiles the responder's answers into them). One table is published at a
+ * time, swapped whole with RCU: an lcore answers from the old one or the new
+ * one, never from a mix.
+ *
+ * An entry is a question (name in wire form, lower case; type; class IN;
+ * without EDNS or with a plain OPT) and its answer for a client on IPv4
+ * (ans[0]) and on IPv6 (ans[1]): the header flags (RD comes from the query),
+ * the section counts and the bytes after the question, at body_off in the
+ * bodies blob. An EDNS query whose payload size (as the responder reads it:
+ * max(512, min(payload, 1232))) is below min_payload is not answered. */
+#define KG_DNS_NAME_MAX 255
+struct kg_dns_answer {
+	unsigned int body_off;
+	unsigned short body_len;
+	unsigned short flags;
+	unsigned short an, ns, ar;
+	unsigned short min_payload;
+};
+struct kg_dns_entry {
+	unsigned int name_off;          /* in the names blob */
+	unsigned short name_len;
+	unsigned short qtype;
+	unsigned char edns;             /* 1: the query has a plain OPT */
+	struct kg_dns_answer ans[2];    /* client on IPv4, on IPv6 */
+};
+/* What the table answers: queries to these addresses (network byte order),
+ * on this UDP port; per-source response-rate limit (RRL): at most rrl_rate
+ * answers a second to one /24 (IPv4) or /56 (IPv6), a second's worth as
+ * burst; 0: no limit. Over it, every rrl_slip-th query gets an empty
+ * truncated answer (TC: the client retries over TCP, which the responder
+ * answers) and the others are dropped (KG_DROP_DNS_RRL); slip 0 drops all. */
+#define KG_DNS_ADDRS_MAX 32
+struct kg_dns_conf {
+	unsigned short udp_port;
+	unsigned int n_addr4, n_addr6;
+	unsigned int addr4[32];               /* KG_DNS_ADDRS_MAX */
+	unsigned char addr6[32][16];
+	unsigned int rrl_rate;
+	unsigned int rrl_slip;
+};
+/* Builds a table from these arrays (copied; checked: every offset inside its
+ * blob) and publishes it; the previous one is freed once no lcore can read
+ * it. 0, -EINVAL (err says what), -ENOMEM. */
+int kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, unsigned int n,
+		   const unsigned char *names, unsigned int names_len,
+		   const unsigned char *bodies, unsigned int bodies_len, char *err, unsigned int errlen);
+/* No table: every DNS query goes to the responder. */
+void kg_dns_unpublish(void);
+/* Bytes the published table takes, 0 when none. */
+unsigned long long kg_dns_memory(void);
+/* The rx stage's way with one frame received on port in_port, for tests
+ * and the fuzzer: KG_DNS_ANSWERED (frame rewritten in place into the
+ * answer, up to room bytes; *out_len its length, *egress the port index it
+ * leaves by), KG_DNS_MISS (a DNS query to us the table does not hold),
+ * KG_DNS_NOT_DNS (anything else, the table present or not). Rate limits are
+ * not applied. */
+#define KG_DNS_NOT_DNS 0
+#define KG_DNS_MISS 1
+#define KG_DNS_ANSWERED 2
+int kg_dns_test(unsigned int in_port, unsigned char *frame, unsigned int len, unsigned int room,
+		unsigned int *out_len, unsigned int *egress);
 
 /* Name of reason/class idx of a kind (KG_NAME_*), or NULL past the end. */
 const char *kg_name(int kind, unsigned int idx);

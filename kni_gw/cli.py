@@ -89,6 +89,15 @@ Gateway options:
   --dns-forward ADDR[:PORT]  proxy names outside the zones there (else REFUSED),
                           for the clients on the vEth networks only
   --dns-allow PREFIX      also let these clients use --dns-forward; repeatable
+  --dns-fast on|off       answer the zones' names on the rx lcores, from a table
+                          of the responder's own answers compiled at each
+                          (re)load; what it does not hold goes to the
+                          responder [on]
+  --dns-rrl N             answers a second in C to one client /24 or /56, a
+                          second's worth as burst; 0: no limit [200]
+  --dns-rrl-slip N        over that, every Nth query gets an empty truncated
+                          answer (retry over TCP), the others are dropped;
+                          0: drop all [2]
   -h, --help              this help
 
 EAL options (passed to DPDK as given; the full EAL argv is logged at start):

@@ -50,10 +50,15 @@ APP_WITH_VALUE = {
     "-p", "--portmask", "--config", "--exception", "--idle-sleep",
     "--fifo-size", "--rx-desc", "--tx-desc", "--burst", "--mbufs", "--mbuf-size",
     "--stats-format", "--dns-zone", "--dns-port", "--dns-listen", "--dns-forward", "--police", "--metrics",
-    "--dns-allow",
+    "--dns-allow", "--dns-fast", "--dns-rrl", "--dns-rrl-slip",
     "--max-routes",
 }
 APP_REPEATABLE = {"dns_zone", "dns_listen", "dns_allow", "police"}
+
+# The DNS answers given in C: at most this many a second to one client /24
+# (IPv4) or /56 (IPv6), every 2nd one over it truncated, the others dropped
+# (NSD's rrl-ratelimit and rrl-slip defaults).
+DNS_RRL, DNS_RRL_SLIP = 200, 2
 
 # Control-plane policing defaults, per port: class -> (frames/s, burst).
 # frames/s None: not policed; 0: every frame of the class dropped. "transit"
@@ -221,6 +226,9 @@ class RunConfig:
     dns_listen: List[str] = dataclasses.field(default_factory=list)
     dns_forward: Optional[str] = None
     dns_allow: List[str] = dataclasses.field(default_factory=list)
+    dns_fast: bool = True           # answer from the C table on the rx lcores (kni_gw/dnsfast.py)
+    dns_rrl: int = DNS_RRL          # answers/s per client /24 or /56 in C; 0: no limit
+    dns_rrl_slip: int = DNS_RRL_SLIP
     police: Dict[str, Tuple[Optional[int], int]] = dataclasses.field(
         default_factory=lambda: dict(POLICE_DEFAULTS))
     metrics: Optional[str] = None
@@ -571,9 +579,13 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_forward = str(opts["dns_forward"])
         if not re.fullmatch(r"[0-9.]+(:\d+)?|\[[0-9a-fA-F:]+\](:\d+)?|[0-9a-fA-F:]+", dns_forward):
             raise ConfigError(f"--dns-forward {dns_forward!r}: an address, e.g. 192.0.2.53 or [2001:db8::53]:5353")
-    if (opts.get("dns_listen") or "dns_forward" in opts or "dns_port" in opts or opts.get("dns_allow")) \
-            and not opts.get("dns_zone"):
-        raise ConfigError("--dns-listen/--dns-port/--dns-forward/--dns-allow need --dns-zone FILE")
+    if (opts.get("dns_listen") or "dns_forward" in opts or "dns_port" in opts or opts.get("dns_allow")
+            or "dns_fast" in opts or "dns_rrl" in opts or "dns_rrl_slip" in opts) and not opts.get("dns_zone"):
+        raise ConfigError("--dns-listen/--dns-port/--dns-forward/--dns-allow/--dns-fast/--dns-rrl "
+                          "need --dns-zone FILE")
+    dns_fast = str(opts.get("dns_fast", "on"))
+    if dns_fast not in ("on", "off"):
+        raise ConfigError(f"--dns-fast {dns_fast!r}: choose on or off")
     dns_allow = [str(a) for a in opts.get("dns_allow", [])]
     if dns_allow and dns_forward is None:
         raise ConfigError("--dns-allow only matters with --dns-forward (it widens who may use it)")
@@ -632,6 +644,9 @@ def build_config(argv: Sequence[str], ncpus: Optional[int] = None) -> RunConfig:
         dns_listen=list(opts.get("dns_listen", [])),
         dns_forward=dns_forward,
         dns_allow=dns_allow,
+        dns_fast=dns_fast == "on",
+        dns_rrl=_bounded(opts, "dns_rrl", DNS_RRL, 0, 10_000_000),
+        dns_rrl_slip=_bounded(opts, "dns_rrl_slip", DNS_RRL_SLIP, 0, 100),
         police=parse_police(opts.get("police", [])),
         metrics=metrics,
         max_routes=parse_max_routes(str(opts["max_routes"])) if "max_routes" in opts else None,

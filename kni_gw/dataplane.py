@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import shutil
+import socket
 import threading
 from typing import Dict, List, Optional, Tuple
 
@@ -44,7 +45,7 @@ RX_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib
 EXC_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib.KG_STAGE_EXC]
 TX_DROPS = [r for i, r in enumerate(DROP_REASONS) if lib.kg_drop_stage(i) == lib.KG_STAGE_TX]
 COUNTERS = ["rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
-            "from_kernel", "tx_packets", "tx_bytes"]
+            "from_kernel", "tx_packets", "tx_bytes", "dns_answered", "dns_missed"]
 
 _eal_lock = threading.Lock()
 _eal_used = False
@@ -158,6 +159,34 @@ def fib_port_mtu6(port: int, mtu: int) -> None:
 
 def fib_memory() -> int:
     return lib.kg_fib_memory()
+
+
+def dns_publish(udp_port: int, addrs, rrl: int, slip: int, entries, n: int,
+                names: bytes, bodies: bytes) -> None:
+    """Publish a DNS answer table (kni_gw/dnsfast.py packs it) answering on
+    these addresses and port; the previous one is freed once unused."""
+    conf = ffi.new("struct kg_dns_conf *")
+    conf.udp_port = udp_port
+    v4 = [a for a in addrs if ":" not in a][:lib.KG_DNS_ADDRS_MAX]
+    v6 = [a for a in addrs if ":" in a][:lib.KG_DNS_ADDRS_MAX]
+    for i, a in enumerate(v4):
+        conf.addr4[i] = int.from_bytes(socket.inet_pton(socket.AF_INET, a), "little")
+    for i, a in enumerate(v6):
+        ffi.memmove(conf.addr6[i], socket.inet_pton(socket.AF_INET6, a.split("%")[0]), 16)
+    conf.n_addr4, conf.n_addr6 = len(v4), len(v6)
+    conf.rrl_rate, conf.rrl_slip = rrl, slip
+    err = ffi.new("char[]", lib.KG_ERRLEN)
+    rc = lib.kg_dns_publish(conf, entries, n, names, len(names), bodies, len(bodies), err, lib.KG_ERRLEN)
+    if rc < 0:
+        raise DataplaneError(ffi.string(err).decode() or strerror(rc), -rc)
+
+
+def dns_unpublish() -> None:
+    lib.kg_dns_unpublish()
+
+
+def dns_memory() -> int:
+    return lib.kg_dns_memory()
 
 
 def fib_sync() -> None:
@@ -389,6 +418,10 @@ class Dataplane:
 
     def fib_memory(self) -> int:
         return lib.kg_fib_memory()
+
+    dns_publish = staticmethod(dns_publish)
+    dns_unpublish = staticmethod(dns_unpublish)
+    dns_memory = staticmethod(dns_memory)
 
     def lcore_counters(self) -> Dict[int, Dict[str, int]]:
         """Per lcore with a role: its own counters summed over the ports."""

@@ -47,7 +47,7 @@ import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dnslib import EDNS0, QTYPE, RCODE, RR, CNAME as CNAME_RD, DNSLabel, DNSQuestion, EDNSOption
-from dnslib.label import DNSBuffer
+from dnslib.label import DNSBuffer, DNSLabelError
 
 from .zone import Key, RRset, Zone, ZoneError, Zones, key_of  # noqa: F401 - ZoneError re-exported
 
@@ -375,6 +375,33 @@ def _opt_len(opt: RR) -> int:
     return 11 + sum(4 + len(o.data) for o in opt.rdata)
 
 
+class _Buffer(DNSBuffer):
+    """dnslib's buffer, with names compressed without regard to case, as NSD
+    does: a name in the answer that the question also holds (in any case) is
+    a pointer to the question's bytes. So an answer's bytes after its
+    question do not depend on the case the question was asked in (the C
+    answer table, kni_gw/dnsfast.py, relies on it)."""
+
+    def encode_name(self, name):
+        if not isinstance(name, DNSLabel):
+            name = DNSLabel(name)
+        if len(name) > 253:
+            raise DNSLabelError("Domain label too long: %r" % name)
+        labels = list(name.label)
+        while labels:
+            k = tuple(x.lower() for x in labels)
+            if k in self.names:
+                self.pack("!H", self.names[k] | 0xC000)
+                return
+            self.names[k] = self.offset
+            element = labels.pop(0)
+            if len(element) > 63:
+                raise DNSLabelError("Label component too long: %r" % element)
+            self.pack("!B", len(element))
+            self.append(element)
+        self.append(b"\x00")
+
+
 def encode(q: Query, a: Answer, udp: bool, question: bool = True) -> Tuple[bytes, bool]:
     """The wire answer, and whether it was truncated. Over UDP the limit is
     the client's EDNS payload (512 without EDNS, at most ours); the RRsets of
@@ -392,7 +419,7 @@ def encode(q: Query, a: Answer, udp: bool, question: bool = True) -> Tuple[bytes
     else:
         limit = 65535
     minimal = MINIMAL_V6 if a.v6 else MINIMAL_V4
-    buf = DNSBuffer()
+    buf = _Buffer()
     buf.pack("!HHHHHH", q.id, flags, 1 if question else 0, 0, 0, 0)
     if question:
         DNSQuestion(DNSLabel(q.qlabels), q.qtype, q.qclass).pack(buf)
@@ -574,6 +601,10 @@ class DnsServer:
             return
         for w in zones.warnings:
             log.warning("dns: %s", w)
+        self.install(zones)
+
+    def install(self, zones: Zones) -> None:
+        """Answer from these zones from now on."""
         self.zones = zones
         self.resolver = Resolver(zones)
         self.cache.clear()

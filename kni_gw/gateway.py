@@ -156,7 +156,7 @@ class Gateway:
         self.fib.poll_sysctls()
         self.fib.resync()
         self.stats = Stats(self.dp)
-        self.dns = self.addr_events = None
+        self.dns = self.addr_events = self.dns_fast = None
         self.rate_prev = self.rate_last = None
         self.control = ControlServer(cfg.file_prefix, self._control_view)
         if cfg.dns_zones:
@@ -178,6 +178,8 @@ class Gateway:
                 self._dns_fd(fd, True)
             if self.addr_events is not None:
                 sel.register(self.addr_events.fileno(), selectors.EVENT_READ, "addr")
+            if self.dns_fast is not None:
+                sel.register(self.dns_fast.fileno(), selectors.EVENT_READ, "dnsfast")
         next_link = next_sysctl = next_rate = next_live = 0.0
         next_police = time.monotonic() + POLICE_LOG_S
         self.police_prev = None
@@ -204,6 +206,8 @@ class Gateway:
                     self.fib.on_readable()
                 elif key.data == "dns":
                     self.dns.on_ready(key.fd)
+                elif key.data == "dnsfast":
+                    self.dns_fast.on_readable()
                 elif key.data == "addr":
                     self.addr_events.read()
                     self._dns_follow()
@@ -251,6 +255,8 @@ class Gateway:
                  "started": self.started}
         if self.dns is not None:
             extra["dns"] = self.dns.stats.view()
+            if self.dns_fast is not None:
+                extra["dns_fast"] = self.dns_fast.view()
         return extra
 
     def _raw_view(self) -> dict:
@@ -290,7 +296,9 @@ class Gateway:
             sys.stdout.write("kni-gw: statistics reset\n")
             sys.stdout.flush()
         elif signum == signal.SIGHUP:
-            if self.dns is not None:
+            if self.dns_fast is not None:
+                self.dns_fast.reload()
+            elif self.dns is not None:
                 self.dns.reload()
             else:
                 log.info("SIGHUP: nothing to reload")
@@ -327,6 +335,10 @@ class Gateway:
                                  allow=[parse_prefix(a) for a in cfg.dns_allow])
         except ZoneError as e:
             raise ConfigError(f"--dns-zone: {e}") from None
+        if cfg.dns_fast:
+            from .dnsfast import DnsFast
+            self.dns_fast = DnsFast(self.dp, self.dns, cfg.dns_rrl, cfg.dns_rrl_slip)
+            self.dns_fast.start()
         if cfg.dns_listen:
             self.dns.listen([parse_hostport(a)[0] for a in cfg.dns_listen])
         # the vEth addresses as they come and go: listened on (unless
@@ -347,6 +359,9 @@ class Gateway:
         self.dns.set_connected(nets)
         if not self.cfg.dns_listen:
             self.dns.listen(addrs)
+        if self.dns_fast is not None:
+            # C answers where the responder listens: the same addresses
+            self.dns_fast.follow(list(self.dns.udp))
 
     def _dns_fd(self, fd: int, add: bool) -> None:
         if not hasattr(self, "sel"):
@@ -363,6 +378,8 @@ class Gateway:
         for obj in ("control", "metrics"):
             if getattr(self, obj, None) is not None:
                 getattr(self, obj).close()
+        if getattr(self, "dns_fast", None) is not None:
+            self.dns_fast.close()
         if getattr(self, "dns", None) is not None:
             self.dns.close()
         if getattr(self, "addr_events", None) is not None:

@@ -245,6 +245,7 @@ kg_teardown(void)
 	kg_port_close_all();
 	kg.nb_ports = 0;
 	kg_fib_free();
+	kg_dns_free();
 	if (kg.pool) {
 		rte_mempool_free(kg.pool);
 		kg.pool = NULL;

@@ -29,6 +29,7 @@ static const struct {
 	[KG_DROP_FWD_TOO_BIG] = { "fwd_too_big", KG_STAGE_RX },
 	[KG_DROP_TO_KERNEL_TOO_BIG] = { "to_kernel_too_big", KG_STAGE_EXC },
 	[KG_DROP_FROM_KERNEL_TOO_BIG] = { "from_kernel_too_big", KG_STAGE_EXC },
+	[KG_DROP_DNS_RRL] = { "dns_rrl", KG_STAGE_RX },
 };
 
 static const char *const punts[KG_PUNT_MAX] = {

@@ -14,6 +14,8 @@
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 
+#include "datapath/dns.h"
+#include "datapath/rrl.h"
 #include "datapath/segs.h"
 #include "kg_internal.h"
 
@@ -114,6 +116,43 @@ stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	return work;
 }
 
+/* A frame punted as local that may be a DNS query to us: answered in place
+ * from the table (returns the egress port index its answer leaves by),
+ * dropped by the rate limit (returns KG_MAX_PORTS: freed and counted), or
+ * -1: it goes on to the kernel as any local frame (a query the table does
+ * not hold is counted as missed). */
+static __rte_always_inline int
+dns_answer(unsigned int lcore, const struct kg_dns_table *t, unsigned int pi, struct rte_mbuf *m,
+	   const uint32_t *src_nh, uint64_t now, struct kg_port_counters *c)
+{
+	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	struct kg_dns_q q;
+	uint32_t len;
+	int r = kg_dns_find(t, &kg_fib, pi, frame, rte_pktmbuf_data_len(m), src_nh, &q);
+
+	if (r != KG_DNS_ANSWERED) {
+		if (r == KG_DNS_MISS)
+			ctr_add(&c->dns_missed, 1);
+		return -1;
+	}
+	r = kg_rrl_check(kg_rrl[lcore], t, q.src_key, now);
+	if (r == KG_RRL_DROP) {
+		rte_pktmbuf_free(m);
+		ctr_add(&c->drops[KG_DROP_DNS_RRL], 1);
+		return KG_MAX_PORTS;
+	}
+	len = kg_dns_build(&kg_fib, frame, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), &q,
+			   r == KG_RRL_SLIP);
+	if (len == 0) {
+		ctr_add(&c->dns_missed, 1);
+		return -1;
+	}
+	m->data_len = (uint16_t)len;
+	m->pkt_len = len;
+	m->ol_flags = 0;
+	return (int)q.egress;
+}
+
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
  * port | to_kernel fifo | drop. Where the egress port's driver gave this
  * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
@@ -127,7 +166,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	struct rte_mbuf *pkts[KG_BURST_MAX];
 	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
 	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
-	unsigned int n_fwd[KG_MAX_PORTS];
+	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
+	/* DNS answers (datapath/dns.h), sent after the burst's forwarded frames */
+	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
+	const struct kg_dns_table *dns = __atomic_load_n(&kg_dns_tab, __ATOMIC_ACQUIRE);
 	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
 	uint32_t ips[2 * KG_BURST_MAX], pre[2 * KG_BURST_MAX];
@@ -198,12 +240,31 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			if (!(fwd_mask & (1u << v.egress))) {
 				fwd_mask |= 1u << v.egress;
 				n_fwd[v.egress] = 0;
+				n_ans[v.egress] = 0;
 			}
 			fwd[v.egress][n_fwd[v.egress]++] = m;
 			break;
 		}
 		case KG_VERDICT_PUNT: {
-			int cls = kg_police_class(frame, cap, v.reason);
+			int cls;
+
+			if (dns && v.reason == KG_PUNT_LOCAL && m->nb_segs == 1) {
+				int r = dns_answer(lcore, dns, pi, m, &pre[2 * i + 1], now, c);
+
+				if (r >= 0) {
+					/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
+					if (r < KG_MAX_PORTS) {
+						if (!(fwd_mask & (1u << r))) {
+							fwd_mask |= 1u << r;
+							n_fwd[r] = 0;
+							n_ans[r] = 0;
+						}
+						ans[r][n_ans[r]++] = m;
+					}
+					break;
+				}
+			}
+			cls = kg_police_class(frame, cap, v.reason);
 
 			if (unlikely(!kg_police_ok(&police[cls], now))) {
 				rte_pktmbuf_free(m);
@@ -235,16 +296,23 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	while (fwd_mask) {
 		unsigned int e = __builtin_ctz(fwd_mask);
 		uint8_t q = kg.port[e].txq[lcore];
+		unsigned int nf = n_fwd[e], na = n_ans[e], k;
 
 		fwd_mask &= fwd_mask - 1;
+		for (k = 0; k < na; k++)        /* nf + na <= nb: room in fwd[e] */
+			fwd[e][nf + k] = ans[e][k];
 		if (likely(q != KG_TXQ_FIFO)) {
-			ctr_add(&c->forwarded, n_fwd[e]);
-			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], n_fwd[e]);
+			ctr_add(&c->forwarded, nf);
+			if (na)
+				ctr_add(&c->dns_answered, na);
+			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], nf + na);
 			continue;
 		}
-		out = fifo_put(kg.port[e].tx, fwd[e], n_fwd[e], c,
+		out = fifo_put(kg.port[e].tx, fwd[e], nf + na, c,
 			       KG_DROP_FWD_FIFO_FULL);
-		ctr_add(&c->forwarded, out);
+		ctr_add(&c->forwarded, RTE_MIN(out, nf));
+		if (out > nf)
+			ctr_add(&c->dns_answered, out - nf);
 	}
 	return nb;
 }

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * rrl.h - the response-rate limit of the DNS answers given in C: a token
+ * bucket per client prefix (/24, /56), in a fixed table per rx lcore (a
+ * prefix that collides with another takes its slot over, with a full
+ * bucket: the limit is approximate under a flood of many prefixes, exact
+ * for the ones that keep asking). Over the limit, every rrl_slip-th answer
+ * is sent truncated and empty (the client may retry over TCP), the others
+ * are dropped, as NSD's and BIND's RRL do.
+ */
+#ifndef KG_RRL_H
+#define KG_RRL_H
+
+#include "datapath/dns.h"
+
+#define KG_RRL_SLOTS 4096
+
+struct kg_rrl_slot {
+	uint64_t key;
+	uint64_t credit;
+	uint64_t last;
+	uint32_t slips;
+	uint32_t pad;
+};
+
+/* per rx lcore: allocated by ctl when a table with a limit is published,
+ * then that lcore w and r */
+extern KG_LOCAL struct kg_rrl_slot *kg_rrl[RTE_MAX_LCORE];
+
+#define KG_RRL_PASS 0
+#define KG_RRL_SLIP 1
+#define KG_RRL_DROP 2
+
+static inline int
+kg_rrl_check(struct kg_rrl_slot *tab, const struct kg_dns_table *t, uint64_t key, uint64_t now)
+{
+	struct kg_rrl_slot *s;
+	uint64_t h;
+
+	if (t->rrl_cost == 0 || tab == NULL)
+		return KG_RRL_PASS;
+	key |= 1ULL << 62;                      /* never 0, the empty slot's */
+	h = key * 0x9e3779b97f4a7c15ULL;
+	s = &tab[(h >> 40) & (KG_RRL_SLOTS - 1)];
+	if (s->key != key) {
+		s->key = key;
+		s->credit = t->rrl_depth;
+		s->last = now;
+		s->slips = 0;
+	}
+	s->credit += now - s->last;
+	s->last = now;
+	if (s->credit > t->rrl_depth)
+		s->credit = t->rrl_depth;
+	if (s->credit >= t->rrl_cost) {
+		s->credit -= t->rrl_cost;
+		return KG_RRL_PASS;
+	}
+	if (t->rrl_slip && ++s->slips >= t->rrl_slip) {
+		s->slips = 0;
+		return KG_RRL_SLIP;
+	}
+	return KG_RRL_DROP;
+}
+
+#endif /* KG_RRL_H */
