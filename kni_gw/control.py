@@ -305,7 +305,9 @@ def openmetrics(view: dict) -> str:
                        ("tx_packets", "frames sent on the port"), ("tx_bytes", "bytes sent"),
                        ("to_kernel", "frames punted to vEthN"), ("from_kernel", "frames from vEthN"),
                        ("kernel_tx", "frames written to vEthN"),
-                       ("forwarded", "frames forwarded by the fast path")):
+                       ("forwarded", "frames forwarded by the fast path"),
+                       ("dns_answered", "DNS queries answered in C on the rx lcores"),
+                       ("dns_missed", "DNS queries to us the C answer table did not hold (punted)")):
         family(f"kni_gw_{key}", "counter", help_, [({"port": str(p["port"])}, p[key]) for p in ports])
     family("kni_gw_drops", "counter", "frames dropped, by reason",
            [({"port": str(p["port"]), "reason": r}, n) for p in ports for r, n in p["drops"].items()])

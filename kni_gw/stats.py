@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .dataplane import DROP_REASONS, EXC_DROPS, POLICE_CLASSES, PUNT_REASONS, RX_DROPS, TX_DROPS
+from .dataplane import COUNTERS, DROP_REASONS, EXC_DROPS, POLICE_CLASSES, PUNT_REASONS, RX_DROPS, TX_DROPS
 
 # cumulative hardware counters (reset with the baseline); the rest are gauges
 HW_CUMULATIVE = ("hw_ipackets", "hw_imissed", "hw_ierrors", "hw_rx_nombuf", "hw_opackets",
@@ -79,8 +79,7 @@ def subtract(snap: Dict[str, Any], base: Optional[Dict[str, Any]]) -> Dict[str, 
     for p in out["ports"]:
         b = by_port.get(p["port"])
         if b is not None:
-            for k in ("rx_packets", "rx_bytes", "to_kernel", "forwarded", "kernel_tx",
-                      "from_kernel", "tx_packets", "tx_bytes"):
+            for k in COUNTERS:
                 p[k] -= b[k]
             for r in p["drops"]:
                 p["drops"][r] -= b["drops"].get(r, 0)
@@ -214,7 +213,13 @@ def render_text(view: Dict[str, Any], width: Optional[int] = None) -> str:
                      str(p["tx_dropped"]), f"{p['ifname']} ({'up' if p['admin_up'] else 'down'})",
                      str(p["to_kernel"]), str(p["from_kernel"]), str(p["kernel_dropped"]),
                      str(p["forwarded"])])
-    out += columns_text(PORT_COLUMNS, rows, width, left=("Lcore(RX/TX/EXC)", "vEth"))
+    cols = PORT_COLUMNS
+    if "dns" in view:
+        # queries answered in C (the responder's own count is on the dns line)
+        cols = PORT_COLUMNS + ("dns_answered",)
+        for row, p in zip(rows, view["ports"]):
+            row.append(str(p["dns_answered"]))
+    out += columns_text(cols, rows, width, left=("Lcore(RX/TX/EXC)", "vEth"))
     for p in view["ports"]:
         n = p["port"]
         out += wrap_items(f"port {n} drops by reason: ",
@@ -230,7 +235,8 @@ def render_text(view: Dict[str, Any], width: Optional[int] = None) -> str:
     for lc, c in sorted(view.get("lcores", {}).items(), key=lambda x: int(x[0])):
         out += wrap_items(f"lcore {lc}: ", [
             f"rx {c['rx_packets']}", f"tx {c['tx_packets']}", f"fwd {c['forwarded']}",
-            f"to/from kernel {c['kernel_tx']}/{c['from_kernel']}", f"dropped {c['dropped']}"], width)
+            f"to/from kernel {c['kernel_tx']}/{c['from_kernel']}", f"dropped {c['dropped']}"] +
+            ([f"dns {c['dns_answered']}"] if c.get("dns_answered") else []), width)
     if "fib" in view:
         f = view["fib"]
         out += wrap_items("routes: ", [
@@ -246,6 +252,14 @@ def render_text(view: Dict[str, Any], width: Optional[int] = None) -> str:
             f"truncated {d.get('truncated', 0)}", f"tcp {d.get('tcp_queries', 0)}",
             f"malformed {d.get('malformed', 0)}", f"forwarded {d.get('forwarded', 0)}",
             f"reloads {d.get('reloads', 0)}"], width)
+        f = view.get("dns_fast")
+        if f is not None:
+            out += wrap_items("dns in C: ", [
+                f"answered {sum(p['dns_answered'] for p in view['ports'])}",
+                f"missed {sum(p['dns_missed'] for p in view['ports'])}",
+                f"rate-limited {sum(p['drops'].get('dns_rrl', 0) for p in view['ports'])}",
+                f"table {f['entries']} answers ({f['memory'] // 1024} KiB, compiled in {f['compile_seconds']} s)",
+                f"limit {f['rrl']}/s per client prefix" if f["rrl"] else "no rate limit"], width)
     out.append(f"mbufs in use: {view['mbufs_in_use']} of {view['mbufs_total']}")
     return "\n".join(out) + "\n"
 

@@ -14,7 +14,7 @@ def snap(t, rx, tok, fwd, ktx, fk, tx, drops=None, mbufs=100):
         "port": 0, "ifname": "vEth0", "lcore_rx": 0, "lcore_tx": 1, "lcore_exception": 1,
         "admin_up": True, "rx_packets": rx, "rx_bytes": rx * 60, "to_kernel": tok,
         "forwarded": fwd, "kernel_tx": ktx, "from_kernel": fk, "tx_packets": tx,
-        "tx_bytes": tx * 60, "drops": d, "punts": {r: 0 for r in PUNT_REASONS},
+        "tx_bytes": tx * 60, "dns_answered": 0, "dns_missed": 0, "drops": d, "punts": {r: 0 for r in PUNT_REASONS},
         "policed": {r: 0 for r in POLICE_CLASSES},
         "hw": {"hw_ipackets": rx, "hw_imissed": 0, "hw_ierrors": 0, "hw_rx_nombuf": 0,
                "hw_opackets": tx, "hw_oerrors": 0, "exc_ipackets": fk, "exc_opackets": ktx,
@@ -65,6 +65,7 @@ def busy_view(big=False):
     p["punts"] = {r: n // (i + 2) for i, r in enumerate(PUNT_REASONS)}
     p["policed"] = {r: n // (i + 3) for i, r in enumerate(POLICE_CLASSES)}
     p["hw"]["hw_imissed"] = 12345
+    p["dns_answered"], p["dns_missed"] = n // 11, n // 13
     v["ports"].append(dict(p, port=1, ifname="vEth1", lcore_rx=2, lcore_tx=3, lcore_exception=3))
     v["started"], v["time"] = 100.0, 100.0 + 86400 + 3723
     v["lcores"] = {"0": {"rx_packets": n, "tx_packets": n, "forwarded": n, "kernel_tx": n,
@@ -73,6 +74,8 @@ def busy_view(big=False):
                 "neighbours": 4000, "memory": 170 * 2**20}
     v["dns"] = {"queries": n, "rcode_NOERROR": n, "rcode_NXDOMAIN": n, "truncated": n,
                 "tcp_queries": n, "malformed": n, "forwarded": 0, "reloads": 3}
+    v["dns_fast"] = {"entries": 80024, "compile_seconds": 1.42, "compiles": 1, "memory": 3 * 2**20,
+                     "rrl": 200, "rrl_slip": 2, "addresses": 2}
     base = base  # noqa
     return v, base
 
@@ -82,7 +85,7 @@ def every_number(v):
     out = []
     for p in v["ports"]:
         out += [p[k] for k in ("rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "to_kernel",
-                               "from_kernel", "kernel_dropped", "forwarded")]
+                               "from_kernel", "kernel_dropped", "forwarded", "dns_answered")]
         out += [x for x in p["drops"].values() if x] + [x for x in p["punts"].values() if x]
         out += [x for x in p["policed"].values() if x]
     return out
@@ -115,7 +118,9 @@ def test_text_for_a_file_is_one_line_per_port():
     rows = [ln for ln in lines if re.match(r"^\s*[01]\s+\d+/\d+/\d+\s", ln)]
     assert len(rows) == 2
     for ln in rows:
-        assert "vEth" in ln and ln.split()[-1] == str(v["ports"][0]["forwarded"])
+        # the last columns: forwarded, then (DNS served) the queries answered in C
+        assert "vEth" in ln and ln.split()[-2:] == [str(v["ports"][0]["forwarded"]),
+                                                    str(v["ports"][0]["dns_answered"])]
     # one header line for the table: all the KNI sample's columns on it
     assert sum(1 for ln in lines if ln.split()[:2] == ["Port", "Lcore(RX/TX/EXC)"]) == 1
 
@@ -128,5 +133,5 @@ def test_text_at_80_columns_splits_whole_columns():
     # every column appears once, in order
     cols = [c for h in heads for c in h[1:]]
     assert cols == ["Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "vEth",
-                    "to_kernel", "from_kernel", "kernel_dropped", "forwarded"][:len(cols)]
-    assert len(cols) == 10
+                    "to_kernel", "from_kernel", "kernel_dropped", "forwarded", "dns_answered"][:len(cols)]
+    assert len(cols) == 11
