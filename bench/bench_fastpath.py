@@ -169,10 +169,10 @@ class KniGw:
     with 198.18.1.0/24 and 10.2.0.0/16 routed via a static neighbour on
     vEth1; fast4 is the number of fast-path IPv4 routes once those are in."""
 
-    def __init__(self, pcap, config, queues=1):
+    def __init__(self, pcap, config, queues=1, extra=()):
         class Where:
             tag, gw = "kgbench", NS
-        self.g = Gateway(Where(), ["-p", "0x3", "--config", config],
+        self.g = Gateway(Where(), ["-p", "0x3", "--config", config] + list(extra),
                          eal=["-l", "0-1"] + EAL_MEM + ["--file-prefix", "kgbench"] + vdevs(pcap, queues))
         try:
             self.g.wait_ready()

@@ -48,9 +48,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	char *eal[] = { "fuzz", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
 			"--log-level=error", NULL };
 	struct kg_fib_conf conf = { .routes4 = 1024, .tbl8s4 = 64, .routes6 = 1024, .tbl8s6 = 64 };
-	static const unsigned char names[] = "\7example\4test\0\3www\7example\4test\0";
+	static const unsigned char names[] = "\7example\4test\0\3www\7example\4test\0"
+					     "\2gw\7example\4test\0";
 	unsigned char a6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1 };
-	struct kg_dns_entry e[3];
+	struct kg_dns_entry e[4];
 	struct kg_dns_conf dc = { .udp_port = 53, .n_addr4 = 1, .n_addr6 = 1 };
 	unsigned char bodies[sizeof(body_small) + sizeof(body_big)];
 	char err[256] = "";
@@ -85,7 +86,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	dc.addr4[0] = ip4(10, 0, 0, 1);
 	memcpy(dc.addr6[0], a6, 16);
 	memset(e, 0, sizeof(e));
-	/* example.test A, without and with EDNS; www.example.test AAAA (IPv4 only, big) */
+	/* example.test A, without and with EDNS; www.example.test AAAA (IPv4
+	 * only, big); gw.example.test A (an odd question length) */
 	for (i = 0; i < 3; i++) {
 		e[i].name_off = i < 2 ? 0 : 14;
 		e[i].name_len = i < 2 ? 14 : 18;
@@ -99,7 +101,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		if (i == 2)
 			e[i].ans[1].min_payload = 0xffff;
 	}
-	rc |= kg_dns_publish(&dc, e, 3, names, sizeof(names) - 1, bodies, sizeof(bodies),
+	e[3] = e[0];
+	e[3].name_off = 32;
+	e[3].name_len = 17;
+	rc |= kg_dns_publish(&dc, e, 4, names, sizeof(names) - 1, bodies, sizeof(bodies),
 			     err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "fuzz: a table set-up call failed: %s\n", err);
@@ -227,7 +232,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	memcpy(exact, f, len);
 	r = KG_DNS_NOT_DNS;
 	if (kg_classify_frame(&kg_fib, 0, exact, len, &v) == KG_VERDICT_PUNT && v.reason == KG_PUNT_LOCAL)
-		r = kg_dns_find(t, &kg_fib, 0, exact, len, NULL, &q);
+		r = kg_dns_find(t, &kg_fib, exact, len, NULL, &q);
 	assert(r == KG_DNS_NOT_DNS || r == KG_DNS_MISS || r == KG_DNS_ANSWERED);
 	if (r == KG_DNS_ANSWERED) {
 		l3 = exact[12] == 0x86 ? 40 : 20;
@@ -238,7 +243,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		assert(q.qend == 14 + l3 + 8 + qlen);
 		out = malloc(room);
 		memcpy(out, exact, len);
-		n = kg_dns_build(&kg_fib, out, room, &q, data[0] & 4);
+		n = kg_dns_build(t, &kg_fib, out, room, &q, data[0] & 4);
 		if (n) {
 			const unsigned char *d = out + 14 + l3 + 8;
 
@@ -248,7 +253,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			assert(memcmp(d + 12, exact + 14 + l3 + 8 + 12, qlen - 12) == 0);
 			assert(d[2] & 0x80);
 			if (!(data[0] & 4))
-				assert(memcmp(d + qlen, q.ans->body, q.ans->body_len) == 0 &&
+				assert(memcmp(d + qlen, t->bodies + q.ans->body_off, q.ans->body_len) == 0 &&
 				       be16(d + 6) == q.ans->an && be16(d + 10) == q.ans->ar);
 			ulen = n - 14 - l3;
 			assert(be16(out + 14 + l3 + 4) == ulen);

@@ -54,14 +54,14 @@ publish(struct kg_dns_table *t)
 	}
 }
 
-/* One allocation: the table, its slots, records, names and bodies. */
+/* One allocation: the table, its slots, names and bodies. */
 int
 kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, unsigned int n,
 	       const unsigned char *names, unsigned int names_len,
 	       const unsigned char *bodies, unsigned int bodies_len, char *err, unsigned int errlen)
 {
 	struct kg_dns_table *t;
-	uint32_t nslot = pow2_at_least(2 * n + 1), i, l;
+	uint32_t nslot = pow2_at_least(n + n / 3 + 1), i, l;
 	size_t sz;
 	uint8_t *p, *nm, *bd;
 
@@ -79,22 +79,22 @@ kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, uns
 		    check_answer(&e[i].ans[1], bodies_len, err, errlen, i) < 0)
 			return -EINVAL;
 	}
-	sz = RTE_ALIGN_CEIL(sizeof(*t), 64) + (size_t)nslot * sizeof(uint64_t) +
-	     (size_t)n * sizeof(struct kg_dns_rec) + names_len + bodies_len + 64;
-	t = rte_zmalloc("kg_dns_table", sz, RTE_CACHE_LINE_SIZE);
+	sz = RTE_ALIGN_CEIL(sizeof(*t), KG_DNS_SLOT) + (size_t)nslot * sizeof(struct kg_dns_rec) +
+	     names_len + bodies_len + 64;
+	t = rte_zmalloc("kg_dns_table", sz, KG_DNS_SLOT);
 	if (t == NULL) {
 		kg_err(err, errlen, "dns table: no memory for %zu bytes", sz);
 		return -ENOMEM;
 	}
-	p = (uint8_t *)t + RTE_ALIGN_CEIL(sizeof(*t), 64);
-	t->slot = (uint64_t *)p;
-	p += (size_t)nslot * sizeof(uint64_t);
-	t->rec = (struct kg_dns_rec *)p;
-	p += (size_t)n * sizeof(struct kg_dns_rec);
+	p = (uint8_t *)t + RTE_ALIGN_CEIL(sizeof(*t), KG_DNS_SLOT);
+	t->slot = (struct kg_dns_rec *)p;
+	p += (size_t)nslot * sizeof(struct kg_dns_rec);
 	nm = p;
 	memcpy(nm, names, names_len);
 	bd = nm + names_len;
 	memcpy(bd, bodies, bodies_len);
+	t->names = nm;
+	t->bodies = bd;
 	t->mask = nslot - 1;
 	t->n = n;
 	t->memory = sz;
@@ -123,32 +123,38 @@ kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, uns
 		}
 	}
 	for (i = 0; i < n; i++) {
-		struct kg_dns_rec *r = &t->rec[i];
-		uint32_t h, s, k;
+		const uint8_t *name = nm + e[i].name_off;
+		uint32_t h = kg_dns_hash(name, e[i].name_len, e[i].qtype, e[i].edns), s, k;
+		struct kg_dns_rec *r;
 
-		r->name = nm + e[i].name_off;
-		r->name_len = e[i].name_len;
-		r->qtype = e[i].qtype;
-		r->edns = e[i].edns;
-		for (k = 0; k < 2; k++) {
-			const struct kg_dns_answer *a = &e[i].ans[k];
-
-			if (a->min_payload == 0xffff)
-				continue;
-			r->ans[k] = (struct kg_dns_ans){
-				.body = bd + a->body_off, .body_len = a->body_len, .flags = a->flags,
-				.an = a->an, .ns = a->ns, .ar = a->ar, .min_payload = a->min_payload,
-			};
-		}
-		if (kg_dns_lookup(t, r->name, r->name_len, r->qtype, r->edns) != NULL) {
+		if (kg_dns_lookup(t, name, e[i].name_len, e[i].qtype, e[i].edns, h) != NULL) {
 			rte_free(t);
 			kg_err(err, errlen, "dns table: entry %u: a second entry for one question", i);
 			return -EINVAL;
 		}
-		h = (uint32_t)kg_dns_hash(r->name, r->name_len, r->qtype, r->edns);
-		for (s = h & t->mask; t->slot[s]; s = (s + 1) & t->mask)
+		for (s = h & t->mask; t->slot[s].name_len; s = (s + 1) & t->mask)
 			;
-		t->slot[s] = (uint64_t)h << 32 | (i + 1);
+		r = &t->slot[s];
+		r->hash = h;
+		r->name_len = (uint8_t)e[i].name_len;
+		r->edns = e[i].edns;
+		r->qtype = e[i].qtype;
+		r->name_off = e[i].name_off;
+		if (e[i].name_len <= KG_DNS_INLINE)
+			memcpy(r->name, name, e[i].name_len);
+		for (k = 0; k < 2; k++) {
+			const struct kg_dns_answer *a = &e[i].ans[k];
+
+			if (a->min_payload == 0xffff) {
+				r->ans[k].body_len = KG_DNS_NO_ANSWER;
+				continue;
+			}
+			r->ans[k] = (struct kg_dns_ans){
+				.body_off = a->body_off, .body_len = a->body_len, .flags = a->flags,
+				.an = a->an, .ns = a->ns, .ar = a->ar, .min_payload = a->min_payload,
+				.body_sum = rte_raw_cksum(bd + a->body_off, a->body_len),
+			};
+		}
 	}
 	publish(t);
 	return 0;
@@ -201,10 +207,10 @@ kg_dns_test(unsigned int in_port, unsigned char *frame, unsigned int len, unsign
 	    kg_classify_frame(&kg_fib, in_port, frame, len, &v) != KG_VERDICT_PUNT ||
 	    v.reason != KG_PUNT_LOCAL)
 		return KG_DNS_NOT_DNS;
-	r = kg_dns_find(t, &kg_fib, in_port, frame, len, NULL, &q);
+	r = kg_dns_find(t, &kg_fib, frame, len, NULL, &q);
 	if (r != KG_DNS_ANSWERED)
 		return r;
-	*out_len = kg_dns_build(&kg_fib, frame, room, &q, 0);
+	*out_len = kg_dns_build(t, &kg_fib, frame, room, &q, 0);
 	*egress = q.egress;
 	return *out_len ? KG_DNS_ANSWERED : KG_DNS_MISS;
 }

@@ -29,6 +29,7 @@
 #define KG_DNS_H
 
 #include <rte_ip.h>
+#include <rte_prefetch.h>
 
 #include "datapath/classify.h"
 
@@ -48,25 +49,35 @@
 
 /* An answer of the table, for one family of client. */
 struct kg_dns_ans {
-	const uint8_t *body;
+	uint32_t body_off;      /* in the table's bodies */
 	uint16_t body_len, flags, an, ns, ar, min_payload;
+	uint16_t body_sum;      /* ones' complement sum of the body (native words) */
 };
 
+/* One question and its answers, in one open-addressing slot of two cache
+ * lines (the rx stage prefetches both): name_len 0 is an empty slot. Names
+ * of up to KG_DNS_INLINE bytes are kept in the slot, longer ones in the
+ * table's names (name_off). */
+#define KG_DNS_SLOT 128
+#define KG_DNS_INLINE (KG_DNS_SLOT - 8 - 2 * (int)sizeof(struct kg_dns_ans) - 4)
 struct kg_dns_rec {
-	const uint8_t *name;    /* wire form, lower case */
-	uint16_t name_len, qtype;
+	uint32_t hash;
+	uint8_t name_len;
 	uint8_t edns;
-	struct kg_dns_ans ans[2];
-};
+	uint16_t qtype;
+	struct kg_dns_ans ans[2];       /* client on IPv4, on IPv6; body_len 0xffff: none */
+	uint32_t name_off;
+	uint8_t name[KG_DNS_INLINE];
+} __rte_aligned(KG_DNS_SLOT);
+_Static_assert(sizeof(struct kg_dns_rec) == KG_DNS_SLOT, "kg_dns_rec is two cache lines");
+#define KG_DNS_NO_ANSWER 0xffff
 
-/* The published table (control/dns.c builds it; read-only once published).
- * slot[]: (hash << 32) | (record index + 1), 0 for an empty slot; linear
- * probing, at most half full. */
+/* The published table (control/dns.c builds it; read-only once published). */
 struct kg_dns_table {
-	uint64_t *slot;
+	struct kg_dns_rec *slot;        /* mask + 1 slots, at most 3/4 used */
 	uint32_t mask;
 	uint32_t n;
-	struct kg_dns_rec *rec;
+	const uint8_t *names, *bodies;
 	uint16_t udp_port;
 	uint32_t n4, n6;
 	uint32_t addr4[KG_DNS_ADDRS_MAX];       /* host order */
@@ -80,20 +91,26 @@ struct kg_dns_table {
  * lcores before freeing the old one), rx r (acquire, once a burst). */
 extern KG_LOCAL struct kg_dns_table *kg_dns_tab;
 
-/* What kg_dns_find learnt of a query it may answer. */
+/* A query as kg_dns_parse read it, then what the lookup and the route back
+ * found. */
 struct kg_dns_q {
+	uint32_t hash;
+	uint16_t qtype;
+	uint8_t edns, v6;
+	uint16_t payload;       /* as the responder reads it: max(512, min(payload, 1232)) */
+	uint16_t qflags;
+	uint32_t l4;            /* offset of the UDP header */
+	uint32_t qend;          /* offset of the end of the question */
+	uint32_t name_len;
+	uint8_t name[KG_DNS_NAME_MAX + 1];      /* wire form, lower case */
 	const struct kg_dns_rec *rec;
 	const struct kg_dns_ans *ans;
-	uint32_t l3;            /* offset of the IP header */
-	uint32_t qend;          /* offset of the end of the question */
-	uint16_t qflags;
-	uint8_t v6;
 	unsigned int egress;    /* port index of the route back */
 	uint64_t adj;           /* its adjacency word (next hop MAC) */
 	uint64_t src_key;       /* the client's /24 or /56, for the rate limit */
 };
 
-static inline uint64_t
+static inline uint32_t
 kg_dns_hash(const uint8_t *name, uint32_t len, uint32_t qtype, uint32_t edns)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)qtype << 8 | edns | (uint64_t)len << 32);
@@ -107,29 +124,47 @@ kg_dns_hash(const uint8_t *name, uint32_t len, uint32_t qtype, uint32_t edns)
 		h ^= h >> 32;
 	}
 	h *= 0xc4ceb9fe1a85ec53ULL;
-	return h ^ (h >> 29);
+	return (uint32_t)(h ^ (h >> 29));
+}
+
+static inline const uint8_t *
+kg_dns_rec_name(const struct kg_dns_table *t, const struct kg_dns_rec *r)
+{
+	return r->name_len <= KG_DNS_INLINE ? r->name : t->names + r->name_off;
+}
+
+static inline void
+kg_dns_prefetch_slot(const struct kg_dns_table *t, uint32_t hash)
+{
+	const uint8_t *p = (const uint8_t *)&t->slot[hash & t->mask];
+
+	rte_prefetch0(p);
+	rte_prefetch0(p + 64);
 }
 
 static inline const struct kg_dns_rec *
 kg_dns_lookup(const struct kg_dns_table *t, const uint8_t *name, uint32_t len, uint32_t qtype,
-	      uint32_t edns)
+	      uint32_t edns, uint32_t h)
 {
-	uint32_t h = (uint32_t)kg_dns_hash(name, len, qtype, edns), i, k;
+	uint32_t i, k;
 
 	for (i = h & t->mask, k = 0; k <= t->mask; i = (i + 1) & t->mask, k++) {
-		uint64_t s = t->slot[i];
-		const struct kg_dns_rec *r;
+		const struct kg_dns_rec *r = &t->slot[i];
 
-		if (s == 0)
+		if (r->name_len == 0)
 			return NULL;
-		if ((uint32_t)(s >> 32) != h)
-			continue;
-		r = &t->rec[(uint32_t)s - 1];
-		if (r->name_len == len && r->qtype == qtype && r->edns == edns &&
-		    memcmp(r->name, name, len) == 0)
+		if (r->hash == h && r->name_len == len && r->qtype == qtype && r->edns == edns &&
+		    memcmp(kg_dns_rec_name(t, r), name, len) == 0)
 			return r;
 	}
 	return NULL;
+}
+
+static inline uint32_t
+kg_fold(uint32_t s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	return (s & 0xffff) + (s >> 16);
 }
 
 /* The ones' complement sum of the UDP pseudo-header and datagram, folded
@@ -141,9 +176,7 @@ kg_dns_udp_sum(const uint8_t *ip, int v6, const uint8_t *udp, uint32_t ulen)
 
 	s += rte_cpu_to_be_16(IPPROTO_UDP) + rte_cpu_to_be_16((uint16_t)ulen);
 	s += rte_raw_cksum(udp, ulen);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return s;
+	return kg_fold(s);
 }
 
 static inline int
@@ -168,29 +201,27 @@ kg_dns_addr6_ours(const struct kg_dns_table *t, const uint8_t *a)
 	return 0;
 }
 
-/* Is this frame (punted as local by the classifier) a query the table
- * answers? KG_DNS_NOT_DNS, KG_DNS_MISS (a DNS query to us that the table
- * does not hold, or that it cannot answer here), or KG_DNS_ANSWERED with q
- * filled. src_nh: the FIB's next hop of the IPv4 source when the caller
- * looked it up already (the rx stage does a burst at once), else NULL. */
+/* Is this a query the table may answer, as far as its own bytes tell?
+ * KG_DNS_NOT_DNS (not UDP to our addresses and port), KG_DNS_MISS (a DNS
+ * query to us that is answered elsewhere), or KG_DNS_ANSWERED with q's
+ * question part filled (name, hash, type, shape, offsets). Reads nothing
+ * past len. */
 static __rte_always_inline int
-kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int in,
-	    const uint8_t *frame, uint32_t len, const uint32_t *src_nh, struct kg_dns_q *q)
+kg_dns_parse(const struct kg_dns_table *t, const uint8_t *frame, uint32_t len, struct kg_dns_q *q)
 {
 	const uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp, *d;
-	uint32_t ulen, dlen, pos, n, qtype, edns, payload, nh, hash;
-	uint8_t name[KG_DNS_NAME_MAX + 1];
-	uint16_t qflags;
+	uint32_t ulen, dlen, pos, n, payload;
 	int v6;
 
 	if (len < RTE_ETHER_HDR_LEN + 20)
 		return KG_DNS_NOT_DNS;
 	if (frame[12] == 0x08 && frame[13] == 0x00) {
 		/* IPv4: no options, not a fragment, UDP filling the packet */
-		if (ip[0] != 0x45 || (kg_be16(ip + 6) & KG_FRAG_MASK) || ip[9] != IPPROTO_UDP)
+		if (ip[0] != 0x45 || ip[9] != IPPROTO_UDP || (kg_be16(ip + 6) & KG_FRAG_MASK))
 			return KG_DNS_NOT_DNS;
 		n = kg_be16(ip + 2);
-		if (n < 28 || RTE_ETHER_HDR_LEN + n > len || !kg_dns_addr4_ours(t, kg_be32(ip + 16)))
+		if (n < 28 || RTE_ETHER_HDR_LEN + n > len || kg_be16(ip + 22) != t->udp_port ||
+		    !kg_dns_addr4_ours(t, kg_be32(ip + 16)))
 			return KG_DNS_NOT_DNS;
 		udp = ip + 20;
 		ulen = n - 20;
@@ -199,7 +230,8 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 		if (len < RTE_ETHER_HDR_LEN + 48 || ip[6] != IPPROTO_UDP)
 			return KG_DNS_NOT_DNS;
 		n = kg_be16(ip + 4);
-		if (n < 8 || RTE_ETHER_HDR_LEN + 40 + n > len || !kg_dns_addr6_ours(t, ip + 24))
+		if (n < 8 || RTE_ETHER_HDR_LEN + 40 + n > len || kg_be16(ip + 42) != t->udp_port ||
+		    !kg_dns_addr6_ours(t, ip + 24))
 			return KG_DNS_NOT_DNS;
 		udp = ip + 40;
 		ulen = n;
@@ -207,8 +239,6 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 	} else {
 		return KG_DNS_NOT_DNS;
 	}
-	if (kg_be16(udp + 2) != t->udp_port)
-		return KG_DNS_NOT_DNS;
 	/* a query to our DNS port: from here on, what is not answered is a miss */
 	if (kg_be16(udp + 4) != ulen || kg_be16(udp) == 0)
 		return KG_DNS_MISS;
@@ -220,13 +250,13 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 	dlen = ulen - 8;
 	if (dlen < KG_DNS_HDR + 1 + 4)
 		return KG_DNS_MISS;
-	qflags = (uint16_t)kg_be16(d + 2);
-	if (qflags & (KG_DNS_QR | KG_DNS_OPCODE | KG_DNS_RCODE))
+	q->qflags = (uint16_t)kg_be16(d + 2);
+	if (q->qflags & (KG_DNS_QR | KG_DNS_OPCODE | KG_DNS_RCODE))
 		return KG_DNS_MISS;
 	/* one question; nothing in answer and authority; at most an OPT */
 	if (kg_be16(d + 4) != 1 || kg_be16(d + 6) != 0 || kg_be16(d + 8) != 0 || kg_be16(d + 10) > 1)
 		return KG_DNS_MISS;
-	edns = kg_be16(d + 10);
+	q->edns = (uint8_t)kg_be16(d + 10);
 	/* the name, lower case, without compression */
 	pos = KG_DNS_HDR;
 	n = 0;
@@ -237,23 +267,22 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 			break;
 		if (l > 63 || n + l + 1 >= KG_DNS_NAME_MAX || pos + 1 + l >= dlen)
 			return KG_DNS_MISS;
-		name[n++] = (uint8_t)l;
+		q->name[n++] = (uint8_t)l;
 		for (j = 1; j <= l; j++) {
 			uint8_t c = d[pos + j];
 
-			name[n++] = c + (uint8_t)((uint8_t)(c - 'A') < 26u) * 32;
+			q->name[n++] = c + (uint8_t)((uint8_t)(c - 'A') < 26u) * 32;
 		}
 		pos += 1 + l;
 	}
-	name[n++] = 0;
+	q->name[n++] = 0;
 	pos++;
 	if (pos + 4 > dlen || kg_be16(d + pos + 2) != KG_DNS_CLASS_IN)
 		return KG_DNS_MISS;
-	qtype = kg_be16(d + pos);
+	q->qtype = (uint16_t)kg_be16(d + pos);
 	pos += 4;
-	q->qend = (uint32_t)(d - frame) + pos;
 	payload = 512;
-	if (edns) {
+	if (q->edns) {
 		/* root owner, type OPT, payload, ext rcode 0, version 0, no
 		 * flags, no options: nothing more */
 		if (pos + KG_DNS_OPT_LEN != dlen || d[pos] != 0 ||
@@ -265,21 +294,40 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 	} else if (pos != dlen) {
 		return KG_DNS_MISS;
 	}
-	q->rec = kg_dns_lookup(t, name, n, qtype, edns);
+	q->name_len = n;
+	q->payload = (uint16_t)payload;
+	q->v6 = (uint8_t)v6;
+	q->l4 = (uint32_t)(udp - frame);
+	q->qend = (uint32_t)(d - frame) + pos;
+	q->hash = kg_dns_hash(q->name, n, q->qtype, q->edns);
+	return KG_DNS_ANSWERED;
+}
+
+/* The table's answer to a parsed query, and the route back to its client
+ * as the kernel would take it. KG_DNS_ANSWERED or KG_DNS_MISS. src_nh: the
+ * FIB's next hop of the IPv4 source when the caller looked it up already
+ * (the rx stage does a burst at once), else NULL. */
+static __rte_always_inline int
+kg_dns_resolve(const struct kg_dns_table *t, const struct kg_fib *f, const uint8_t *frame,
+	       const uint32_t *src_nh, struct kg_dns_q *q)
+{
+	const uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp = frame + q->l4;
+	uint32_t nh, hash, ports = ((uint32_t)IPPROTO_UDP << 24) ^ kg_be16(udp + 2) << 16 ^ kg_be16(udp);
+	struct kg_verdict v;
+
+	q->rec = kg_dns_lookup(t, q->name, q->name_len, q->qtype, q->edns, q->hash);
 	if (q->rec == NULL)
 		return KG_DNS_MISS;
-	q->ans = &q->rec->ans[v6];
-	if (q->ans->body == NULL || payload < q->ans->min_payload)
+	q->ans = &q->rec->ans[q->v6];
+	if (q->ans->body_len == KG_DNS_NO_ANSWER || q->payload < q->ans->min_payload)
 		return KG_DNS_MISS;
-	/* the route back, as the kernel would take it */
-	if (!v6) {
+	if (!q->v6) {
 		uint32_t src = kg_be32(ip + 12);
 
 		nh = src_nh ? *src_nh : kg_lookup4(f, src);
 		if (nh == KG_PUNT_NO_ROUTE)
 			nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
-		hash = kg_flow_hash(kg_be32(ip + 16), src,
-				    ((uint32_t)IPPROTO_UDP << 24) ^ kg_be16(udp + 2) << 16 ^ kg_be16(udp));
+		hash = kg_flow_hash(kg_be32(ip + 16), src, ports);
 		q->src_key = (uint64_t)(src & 0xffffff00u);
 	} else {
 		if (__atomic_load_n(&f->v6_writing, __ATOMIC_ACQUIRE))
@@ -287,90 +335,115 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, unsigned int i
 		if (rte_lpm6_lookup(f->lpm6, ip + 8, &nh) != 0)
 			nh = f->default6;
 		hash = kg_flow_hash(kg_be32(ip + 36) ^ kg_be32(ip + 32), kg_be32(ip + 20) ^ kg_be32(ip + 16),
-				    ((uint32_t)IPPROTO_UDP << 24) ^ kg_be16(udp + 2) << 16 ^ kg_be16(udp));
+				    ports);
 		q->src_key = (1ULL << 63) | (uint64_t)kg_be32(ip + 8) << 24 | kg_be32(ip + 12) >> 8;
 	}
 	if (nh == KG_NH_NONE || nh < KG_NH_FIRST_ADJ)
 		return KG_DNS_MISS;
-	{
-		struct kg_verdict v;
-
-		/* the reply is at most this long: the egress MTU is checked on it */
-		if (kg_nexthop(f, nh, hash, (v6 ? 40 : 20) + 8 + (q->qend - (uint32_t)(d - frame)) +
-			       q->ans->body_len, v6, &v) != KG_VERDICT_FORWARD)
-			return KG_DNS_MISS;
-		q->egress = v.egress;
-		q->adj = v.adj;
-	}
-	q->l3 = RTE_ETHER_HDR_LEN;
-	q->qflags = qflags;
-	q->v6 = (uint8_t)v6;
+	/* the reply is at most this long: the egress MTU is checked on it */
+	if (kg_nexthop(f, nh, hash, q->qend - RTE_ETHER_HDR_LEN + q->ans->body_len, q->v6, &v) !=
+	    KG_VERDICT_FORWARD)
+		return KG_DNS_MISS;
+	q->egress = v.egress;
+	q->adj = v.adj;
 	return KG_DNS_ANSWERED;
+}
+
+/* Parse, look up, route back: the whole decision on one frame (punted as
+ * local by the classifier). */
+static inline int
+kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, const uint8_t *frame,
+	    uint32_t len, const uint32_t *src_nh, struct kg_dns_q *q)
+{
+	int r = kg_dns_parse(t, frame, len, q);
+
+	return r == KG_DNS_ANSWERED ? kg_dns_resolve(t, f, frame, src_nh, q) : r;
+}
+
+static inline void
+kg_put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
 }
 
 /* Rewrites the query into its answer, in place; `trunc`: the empty
  * truncated answer of the rate limit's slip instead. Returns the frame's new
- * length, or 0 when it does not fit in room bytes. */
+ * length, or 0 when it does not fit in room bytes. The checksums are summed
+ * from the values written and the sums of the question (read, as it was
+ * received) and of the body (kept in the table), never from bytes just
+ * written. */
 static __rte_always_inline uint32_t
-kg_dns_build(const struct kg_fib *f, uint8_t *frame, uint32_t room, const struct kg_dns_q *q,
-	     int trunc)
+kg_dns_build(const struct kg_dns_table *t, const struct kg_fib *f, uint8_t *frame, uint32_t room,
+	     const struct kg_dns_q *q, int trunc)
 {
-	uint8_t *ip = frame + q->l3, *udp = ip + (q->v6 ? 40 : 20), *d = udp + 8;
+	uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp = frame + q->l4, *d = udp + 8;
 	const struct kg_dns_ans *a = q->ans;
-	uint32_t body = trunc ? 0 : a->body_len, end = q->qend + body, ulen, sum;
-	uint16_t flags = (uint16_t)(a->flags | KG_DNS_QR | (q->qflags & KG_DNS_RD));
-	uint8_t t[16];
+	uint32_t body = trunc ? 0 : a->body_len, end = q->qend + body, ulen = end - q->l4;
+	uint32_t qlen = q->qend - (q->l4 + 8 + KG_DNS_HDR);
+	uint32_t flags = a->flags | KG_DNS_QR | (q->qflags & KG_DNS_RD);
+	uint32_t an = trunc ? 0 : a->an, ns = trunc ? 0 : a->ns, ar = trunc ? 0 : a->ar;
+	uint32_t sum, addr_sum, sport, dport, id;
+	uint8_t tmp[16];
 
 	if (end > room)
 		return 0;
 	if (trunc)
-		flags = (uint16_t)((flags & (KG_DNS_QR | KG_DNS_AA | KG_DNS_RD | KG_DNS_RCODE)) | KG_DNS_TC);
-	else
-		memcpy(frame + q->qend, a->body, body);
-	d[2] = (uint8_t)(flags >> 8);
-	d[3] = (uint8_t)flags;
-	d[6] = (uint8_t)((trunc ? 0 : a->an) >> 8);
-	d[7] = (uint8_t)(trunc ? 0 : a->an);
-	d[8] = (uint8_t)((trunc ? 0 : a->ns) >> 8);
-	d[9] = (uint8_t)(trunc ? 0 : a->ns);
-	d[10] = (uint8_t)((trunc ? 0 : a->ar) >> 8);
-	d[11] = (uint8_t)(trunc ? 0 : a->ar);
-	/* UDP: ports swapped */
-	ulen = end - (uint32_t)(udp - frame);
-	memcpy(t, udp, 2);
-	memcpy(udp, udp + 2, 2);
-	memcpy(udp + 2, t, 2);
-	udp[4] = (uint8_t)(ulen >> 8);
-	udp[5] = (uint8_t)ulen;
-	udp[6] = udp[7] = 0;
+		flags = (flags & (KG_DNS_QR | KG_DNS_AA | KG_DNS_RD | KG_DNS_RCODE)) | KG_DNS_TC;
+	/* sums of what is read, before anything is written */
+	addr_sum = q->v6 ? rte_raw_cksum(ip + 8, 32) : rte_raw_cksum(ip + 12, 8);
+	sum = rte_raw_cksum(d + KG_DNS_HDR, qlen);
+	if (body) {
+		uint32_t bs = a->body_sum;
+
+		sum += (qlen & 1) ? (uint16_t)(bs << 8 | bs >> 8) : bs;
+		memcpy(frame + q->qend, t->bodies + a->body_off, body);
+	}
+	sport = kg_be16(udp);
+	dport = kg_be16(udp + 2);
+	id = kg_be16(d);
+	/* DNS header */
+	kg_put16(d + 2, flags);
+	kg_put16(d + 6, an);
+	kg_put16(d + 8, ns);
+	kg_put16(d + 10, ar);
+	/* UDP: ports swapped; the checksum from the parts' sums (host order
+	 * values go in through rte_cpu_to_be_16: the sums are of native words) */
+	kg_put16(udp, dport);
+	kg_put16(udp + 2, sport);
+	kg_put16(udp + 4, ulen);
+	sum += addr_sum;
+	sum += rte_cpu_to_be_16(IPPROTO_UDP) + 2 * rte_cpu_to_be_16((uint16_t)ulen);
+	sum += rte_cpu_to_be_16((uint16_t)sport) + rte_cpu_to_be_16((uint16_t)dport);
+	sum += rte_cpu_to_be_16((uint16_t)id) + rte_cpu_to_be_16((uint16_t)flags) +
+	       rte_cpu_to_be_16(1) + rte_cpu_to_be_16((uint16_t)an) +
+	       rte_cpu_to_be_16((uint16_t)ns) + rte_cpu_to_be_16((uint16_t)ar);
+	sum = (uint16_t)~kg_fold(sum);
+	if (sum == 0)
+		sum = 0xffff;
+	memcpy(udp + 6, &(uint16_t){ (uint16_t)sum }, 2);
 	if (!q->v6) {
-		memcpy(t, ip + 12, 4);
+		memcpy(tmp, ip + 12, 4);
 		memcpy(ip + 12, ip + 16, 4);
-		memcpy(ip + 16, t, 4);
+		memcpy(ip + 16, tmp, 4);
 		ip[1] = 0;                              /* TOS */
-		ip[2] = (uint8_t)((ulen + 20) >> 8);
-		ip[3] = (uint8_t)(ulen + 20);
+		kg_put16(ip + 2, ulen + 20);
 		ip[4] = ip[5] = 0;                      /* ID */
 		ip[6] = 0x40;                           /* DF */
 		ip[7] = 0;
 		ip[8] = KG_DNS_TTL;
-		ip[10] = ip[11] = 0;
-		sum = (uint16_t)~rte_raw_cksum(ip, 20);
-		memcpy(ip + 10, &(uint16_t){ (uint16_t)sum }, 2);
+		sum = addr_sum + rte_cpu_to_be_16(0x4500) + rte_cpu_to_be_16((uint16_t)(ulen + 20)) +
+		      rte_cpu_to_be_16(0x4000) + rte_cpu_to_be_16(KG_DNS_TTL << 8 | IPPROTO_UDP);
+		memcpy(ip + 10, &(uint16_t){ (uint16_t)~kg_fold(sum) }, 2);
 	} else {
-		memcpy(t, ip + 8, 16);
+		memcpy(tmp, ip + 8, 16);
 		memcpy(ip + 8, ip + 24, 16);
-		memcpy(ip + 24, t, 16);
+		memcpy(ip + 24, tmp, 16);
 		ip[0] = 0x60;                           /* version; no traffic class, no flow label */
 		ip[1] = ip[2] = ip[3] = 0;
-		ip[4] = (uint8_t)(ulen >> 8);
-		ip[5] = (uint8_t)ulen;
+		kg_put16(ip + 4, ulen);
 		ip[7] = KG_DNS_TTL;
 	}
-	sum = (uint16_t)~kg_dns_udp_sum(ip, q->v6, udp, ulen);
-	if (sum == 0)
-		sum = 0xffff;
-	memcpy(udp + 6, &(uint16_t){ (uint16_t)sum }, 2);
 	/* Ethernet: to the next hop, from the egress port */
 	kg_put_mac48(frame, q->adj);
 	kg_put_mac48(frame + 6, kg_load64(&f->port_mac[q->egress % KG_MAX_PORTS]));

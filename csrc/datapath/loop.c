@@ -122,26 +122,27 @@ stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
  * -1: it goes on to the kernel as any local frame (a query the table does
  * not hold is counted as missed). */
 static __rte_always_inline int
-dns_answer(unsigned int lcore, const struct kg_dns_table *t, unsigned int pi, struct rte_mbuf *m,
-	   const uint32_t *src_nh, uint64_t now, struct kg_port_counters *c)
+dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m, int parsed,
+	   struct kg_dns_q *q, const uint32_t *src_nh, uint64_t now, struct kg_port_counters *c)
 {
 	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
-	struct kg_dns_q q;
 	uint32_t len;
-	int r = kg_dns_find(t, &kg_fib, pi, frame, rte_pktmbuf_data_len(m), src_nh, &q);
+	int r = parsed;
 
+	if (r == KG_DNS_ANSWERED)
+		r = kg_dns_resolve(t, &kg_fib, frame, src_nh, q);
 	if (r != KG_DNS_ANSWERED) {
 		if (r == KG_DNS_MISS)
 			ctr_add(&c->dns_missed, 1);
 		return -1;
 	}
-	r = kg_rrl_check(kg_rrl[lcore], t, q.src_key, now);
+	r = kg_rrl_check(kg_rrl[lcore], t, q->src_key, now);
 	if (r == KG_RRL_DROP) {
 		rte_pktmbuf_free(m);
 		ctr_add(&c->drops[KG_DROP_DNS_RRL], 1);
 		return KG_MAX_PORTS;
 	}
-	len = kg_dns_build(&kg_fib, frame, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), &q,
+	len = kg_dns_build(t, &kg_fib, frame, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), q,
 			   r == KG_RRL_SLIP);
 	if (len == 0) {
 		ctr_add(&c->dns_missed, 1);
@@ -150,7 +151,7 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, unsigned int pi, st
 	m->data_len = (uint16_t)len;
 	m->pkt_len = len;
 	m->ol_flags = 0;
-	return (int)q.egress;
+	return (int)q->egress;
 }
 
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
@@ -170,6 +171,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	/* DNS answers (datapath/dns.h), sent after the burst's forwarded frames */
 	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
 	const struct kg_dns_table *dns = __atomic_load_n(&kg_dns_tab, __ATOMIC_ACQUIRE);
+	struct kg_dns_q dq[KG_BURST_MAX];
+	uint8_t dparsed[KG_BURST_MAX];
 	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
 	uint32_t ips[2 * KG_BURST_MAX], pre[2 * KG_BURST_MAX];
@@ -206,6 +209,17 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, (int)(2 * nb));
 	for (i = 0; i < 2 * nb; i++)
 		pre[i] = (uint32_t)nhs[i];
+	/* DNS queries to us: read, and their answers' slots fetched, for the
+	 * whole burst before any is answered (datapath/dns.h) */
+	if (dns) {
+		for (i = 0; i < nb; i++) {
+			dparsed[i] = pkts[i]->nb_segs != 1 ? KG_DNS_NOT_DNS :
+				     (uint8_t)kg_dns_parse(dns, rte_pktmbuf_mtod(pkts[i], const uint8_t *),
+							   rte_pktmbuf_data_len(pkts[i]), &dq[i]);
+			if (dparsed[i] == KG_DNS_ANSWERED)
+				kg_dns_prefetch_slot(dns, dq[i].hash);
+		}
+	}
 
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -248,8 +262,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		case KG_VERDICT_PUNT: {
 			int cls;
 
-			if (dns && v.reason == KG_PUNT_LOCAL && m->nb_segs == 1) {
-				int r = dns_answer(lcore, dns, pi, m, &pre[2 * i + 1], now, c);
+			if (dns && v.reason == KG_PUNT_LOCAL && dparsed[i] != KG_DNS_NOT_DNS) {
+				int r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &pre[2 * i + 1], now, c);
 
 				if (r >= 0) {
 					/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
