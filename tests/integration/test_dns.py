@@ -106,9 +106,12 @@ def test_record_types(dns):
 def test_cname_chain_and_case(dns):
     topo, _, _ = dns
     d = dig(topo, "WwW.ExAmPlE.tEsT", "A")
-    assert d.rr() == [("WwW.ExAmPlE.tEsT.", "CNAME", "web.example.test."),
-                      ("web.example.test.", "CNAME", "host.example.test."),
-                      ("host.example.test.", "A", "192.168.0.80")]
+    # names are compressed against the question without regard to case, as
+    # NSD does: their suffixes come out in the question's case (NSD 4.6
+    # answers exactly this)
+    assert d.rr() == [("WwW.ExAmPlE.tEsT.", "CNAME", "web.ExAmPlE.tEsT."),
+                      ("web.ExAmPlE.tEsT.", "CNAME", "host.ExAmPlE.tEsT."),
+                      ("host.ExAmPlE.tEsT.", "A", "192.168.0.80")]
     d = dig(topo, "www.example.test", "CNAME")
     assert d.rr() == [("www.example.test.", "CNAME", "web.example.test.")]
 
@@ -149,7 +152,8 @@ def test_delegation_referral(dns):
 
 def test_edns_truncation_and_tcp(dns):
     topo, gw, _ = dns
-    before = gw.stats()["dns"]
+    st = gw.stats()
+    before, c_before = st["dns"], st["ports"][0]["dns_answered"]
     d = dig(topo, "big.example.test", "TXT", "+bufsize=4096")
     assert "udp: 1232" in d.out and len(d.rr()) == 6 and "tc" not in d.flags
     d = dig(topo, "big.example.test", "TXT", "+noedns", "+ignore")
@@ -158,8 +162,11 @@ def test_edns_truncation_and_tcp(dns):
     assert "tc" in d.flags
     d = dig(topo, "big.example.test", "TXT", "+noedns")       # dig retries over TCP by itself
     assert len(d.rr()) == 6 and "TCP" in d.out
-    after = gw.stats()["dns"]
-    assert after["truncated"] - before.get("truncated", 0) >= 3
+    st = gw.stats()
+    after, c_after = st["dns"], st["ports"][0]["dns_answered"]
+    # the four UDP queries: answered in C (the table holds these shapes) or
+    # by the responder, which counts its truncated answers; TCP is its own
+    assert (after.get("truncated", 0) - before.get("truncated", 0)) + (c_after - c_before) >= 4
     assert after["tcp_queries"] - before.get("tcp_queries", 0) >= 1
 
 
