@@ -38,7 +38,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Proc  # noqa: E402
@@ -150,7 +149,10 @@ def main() -> int:
         g = start_kni_gw(kt, args.qpairs)
         reachable(lt)
         reachable(kt)
-        time.sleep(0.5)   # the iperf3 servers listening
+        for t in (kt, lt):
+            # the iperf3 server listening on its port
+            wait_for(lambda t=t: ":5201 " in sh("ss", "-ltnH", ns=t.peers[1]).stdout, step=0.05,
+                     what="iperf3 -s listening")
 
         print(f"== TCP, iperf3 -c {SERVER} -t {args.time} -P {args.parallel}, peer0 -> gateway -> peer1 "
               f"over veth; load average {open('/proc/loadavg').read().split()[0]}")
