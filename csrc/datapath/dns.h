@@ -303,24 +303,32 @@ kg_dns_parse(const struct kg_dns_table *t, const uint8_t *frame, uint32_t len, s
 	return KG_DNS_ANSWERED;
 }
 
-/* The table's answer to a parsed query, and the route back to its client
- * as the kernel would take it. KG_DNS_ANSWERED or KG_DNS_MISS. src_nh: the
- * FIB's next hop of the IPv4 source when the caller looked it up already
- * (the rx stage does a burst at once), else NULL. */
+/* src_nh below: the FIB's next hop of the IPv4 source when the caller
+ * looked it up already (the rx stage does a burst at once), else NULL. */
+/* The table's answer to a parsed query: KG_DNS_ANSWERED (q->rec, q->ans
+ * set) or KG_DNS_MISS. */
 static __rte_always_inline int
-kg_dns_resolve(const struct kg_dns_table *t, const struct kg_fib *f, const uint8_t *frame,
-	       const uint32_t *src_nh, struct kg_dns_q *q)
+kg_dns_match(const struct kg_dns_table *t, struct kg_dns_q *q)
 {
-	const uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp = frame + q->l4;
-	uint32_t nh, hash, ports = ((uint32_t)IPPROTO_UDP << 24) ^ kg_be16(udp + 2) << 16 ^ kg_be16(udp);
-	struct kg_verdict v;
-
 	q->rec = kg_dns_lookup(t, q->name, q->name_len, q->qtype, q->edns, q->hash);
 	if (q->rec == NULL)
 		return KG_DNS_MISS;
 	q->ans = &q->rec->ans[q->v6];
 	if (q->ans->body_len == KG_DNS_NO_ANSWER || q->payload < q->ans->min_payload)
 		return KG_DNS_MISS;
+	return KG_DNS_ANSWERED;
+}
+
+/* The route back to a matched query's client, as the kernel would take it:
+ * KG_DNS_ANSWERED or KG_DNS_MISS. */
+static __rte_always_inline int
+kg_dns_route(const struct kg_fib *f, const uint8_t *frame, const uint32_t *src_nh,
+	     struct kg_dns_q *q)
+{
+	const uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp = frame + q->l4;
+	uint32_t nh, hash, ports = ((uint32_t)IPPROTO_UDP << 24) ^ kg_be16(udp + 2) << 16 ^ kg_be16(udp);
+	struct kg_verdict v;
+
 	if (!q->v6) {
 		uint32_t src = kg_be32(ip + 12);
 
@@ -357,7 +365,9 @@ kg_dns_find(const struct kg_dns_table *t, const struct kg_fib *f, const uint8_t 
 {
 	int r = kg_dns_parse(t, frame, len, q);
 
-	return r == KG_DNS_ANSWERED ? kg_dns_resolve(t, f, frame, src_nh, q) : r;
+	if (r == KG_DNS_ANSWERED)
+		r = kg_dns_match(t, q);
+	return r == KG_DNS_ANSWERED ? kg_dns_route(f, frame, src_nh, q) : r;
 }
 
 static inline void

@@ -116,7 +116,8 @@ stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 	return work;
 }
 
-/* A frame punted as local that may be a DNS query to us: answered in place
+/* A frame punted as local that may be a DNS query to us (parsed: what
+ * kg_dns_parse then kg_dns_match said of it): answered in place
  * from the table (returns the egress port index its answer leaves by),
  * dropped by the rate limit (returns KG_MAX_PORTS: freed and counted), or
  * -1: it goes on to the kernel as any local frame (a query the table does
@@ -130,7 +131,7 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m,
 	int r = parsed;
 
 	if (r == KG_DNS_ANSWERED)
-		r = kg_dns_resolve(t, &kg_fib, frame, src_nh, q);
+		r = kg_dns_route(&kg_fib, frame, src_nh, q);
 	if (r != KG_DNS_ANSWERED) {
 		if (r == KG_DNS_MISS)
 			ctr_add(&c->dns_missed, 1);
@@ -218,6 +219,14 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 							   rte_pktmbuf_data_len(pkts[i]), &dq[i]);
 			if (dparsed[i] == KG_DNS_ANSWERED)
 				kg_dns_prefetch_slot(dns, dq[i].hash);
+		}
+		/* then their answers looked up, and the bodies fetched */
+		for (i = 0; i < nb; i++) {
+			if (dparsed[i] != KG_DNS_ANSWERED)
+				continue;
+			dparsed[i] = (uint8_t)kg_dns_match(dns, &dq[i]);
+			if (dparsed[i] == KG_DNS_ANSWERED)
+				rte_prefetch0(dns->bodies + dq[i].ans->body_off);
 		}
 	}
 
