@@ -3,9 +3,10 @@
  * fuzz_classify.c - libFuzzer harness over the classifier and the
  * forwarding rewrite (csrc/datapath/classify.h), with the real LPM tables.
  *
- * Input: byte 0 picks the ingress port (low 2 bits) and whether the
- * exported kg_rewrite() is also fed a forged verdict (bit 7); the rest is
- * the frame. Checked on every input, besides ASan/UBSan:
+ * Input: byte 0 picks the ingress port (low 2 bits), the frame's
+ * alignment (bits 2-3) and whether the exported kg_rewrite() is also fed a
+ * forged verdict (bit 7); the rest is the frame. Checked on every input,
+ * besides ASan/UBSan:
  *   - the verdict and its reason are in range;
  *   - a FORWARD never goes back out of its ingress port;
  *   - the rewrite never grows the frame, keeps a whole IP header, leaves a
@@ -13,7 +14,13 @@
  *   - a chain's way (datapath/segs.h): the classifier and the rewrite given
  *     only the first KG_SEGS_HEAD bytes (an exact-size heap copy: ASan sees
  *     any read past them) and the frame's whole length give the verdict
- *     and the rewritten bytes and length of the whole frame.
+ *     and the rewritten bytes and length of the whole frame;
+ *   - the policing class (datapath/police.h) is in range, of the whole
+ *     frame and of a chain's view.
+ * The frame starts 2-byte aligned, as an mbuf's data does, at each such
+ * alignment (0, 2, 4, 6 bytes past an 8-byte boundary); the rx stage's way
+ * and a chain's view are each at another than the plain one: UBSan checks
+ * every header access at all of them.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -117,22 +124,40 @@ check_forward(const unsigned char *before, unsigned char *f, unsigned int len,
 	return n;
 }
 
+static void
+check_police(const unsigned char *f, unsigned int len, int reason)
+{
+	int cls = kg_police_class(f, len, reason);
+
+	assert(cls >= 0 && cls < KG_POLICE_MAX);
+}
+
+/* A heap copy of the frame `off` bytes into its allocation, which ends
+ * where the frame does: ASan sees any read past the frame. */
+static unsigned char *
+frame_at(const unsigned char *frame, unsigned int len, unsigned int off, unsigned char **mem)
+{
+	*mem = malloc(off + len ? off + len : 1);
+	memcpy(*mem + off, frame, len);
+	return *mem + off;
+}
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	struct kg_verdict v, h;
-	unsigned char *f, *copy, *head;
-	unsigned int in, len, hn, n;
+	unsigned char *f, *fmem, *g, *gmem, *head, *hmem, *copy;
+	unsigned int in, len, off, hn, n;
 	int r;
 
 	if (size < 1 || size > 9000)
 		return 0;
 	in = data[0] & 3;
 	len = (unsigned int)size - 1;
-	/* exact-size heap copies, so that ASan sees any read past the frame */
-	f = malloc(len ? len : 1);
+	off = (data[0] >> 1) & 6;
+	f = frame_at(data + 1, len, off, &fmem);
+	g = frame_at(data + 1, len, (off + 2) & 6, &gmem);
 	copy = malloc(len ? len : 1);
-	memcpy(f, data + 1, len);
 	memcpy(copy, data + 1, len);
 
 	r = kg_classify_frame(&kg_fib, in, f, len, &v);
@@ -143,11 +168,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		uint32_t ips[2], pre[2];
 		uint64_t nhs[2];
 
-		kg_pre4_addrs(f, len, ips);
+		kg_pre4_addrs(g, len, ips);
 		rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, 2);
 		pre[0] = (uint32_t)nhs[0];
 		pre[1] = (uint32_t)nhs[1];
-		assert(kg_classify_frame_pre(&kg_fib, in, f, len, pre, &w) == r);
+		assert(kg_classify_frame_pre(&kg_fib, in, g, len, pre, &w) == r);
 		assert(w.action == v.action && w.reason == v.reason && w.moved == v.moved &&
 		       w.heard == v.heard);
 		if (r == KG_VERDICT_FORWARD)
@@ -155,8 +180,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	}
 	/* a chain's view: the first KG_SEGS_HEAD bytes, the whole length */
 	hn = len < KG_SEGS_HEAD ? len : KG_SEGS_HEAD;
-	head = malloc(hn ? hn : 1);
-	memcpy(head, data + 1, hn);
+	head = frame_at(data + 1, hn, (off + 4) & 6, &hmem);
 	assert(kg_classify_frame(&kg_fib, in, head, len, &h) == r);
 	assert(h.action == v.action && h.reason == v.reason && h.moved == v.moved &&
 	       h.heard == v.heard);
@@ -165,6 +189,14 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	assert(v.moved == 0 || (v.moved >= KG_NH_FIRST_ADJ && v.moved < KG_ADJ_MAX));
 	assert(v.heard == 0 || (v.heard >= KG_NH_FIRST_ADJ && v.heard < KG_ADJ_MAX));
 	assert(!(v.moved && v.heard));
+	/* the rx stage polices what it punts; local and special frames are
+	 * the ones whose headers it reads furthest */
+	if (r == KG_VERDICT_PUNT) {
+		check_police(g, len, v.reason);
+		check_police(head, hn, v.reason);    /* a chain's: its view only */
+	}
+	check_police(g, len, KG_PUNT_LOCAL);
+	check_police(g, len, KG_PUNT_SPECIAL);
 	switch (r) {
 	case KG_VERDICT_PUNT:
 		assert(v.reason >= 0 && v.reason < KG_PUNT_MAX);
@@ -190,8 +222,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		memcpy(f, data + 1, len);
 		assert(kg_rewrite(f, len, &forged) <= len);
 	}
-	free(f);
+	free(fmem);
+	free(gmem);
+	free(hmem);
 	free(copy);
-	free(head);
 	return 0;
 }
