@@ -272,7 +272,9 @@ unsigned long long kg_fib_memory(void);
 int kg_adj_scan(unsigned int *out, unsigned int *n, unsigned int max);
 
 /* The classifier and the forwarding rewrite, over frame bytes and the
- * tables above: pure functions, unit-tested and fuzzed without ports. */
+ * tables above: pure functions, unit-tested and fuzzed without ports. A
+ * frame starts at an even address, as an mbuf's data does (its headers
+ * are read through DPDK's structs; rte_ether_hdr is 2-byte aligned). */
 struct kg_verdict {
 	int action;             /* KG_VERDICT_* */
 	int reason;             /* KG_PUNT_* or KG_DROP_* */

@@ -51,8 +51,10 @@
 
 #define KG_ADJ_VALID (1ULL << 63)
 #define KG_ADJ_PORT_SHIFT 48
-#define KG_FRAG_MASK 0x3fff   /* MF flag and fragment offset */
+/* MF flag and fragment offset: set in any fragment of an IPv4 datagram */
+#define KG_FRAG_MASK (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)
 
+_Static_assert(KG_FRAG_MASK == 0x3fff, "IPv4 fragment bits");
 _Static_assert(KG_PUNT_MAX <= KG_NH_FIRST_ADJ, "punt reasons below adjacencies");
 _Static_assert((KG_BUCKET_MAX & (KG_BUCKET_MAX - 1)) == 0, "bucket pool size");
 _Static_assert(KG_ADJ_MAX <= KG_NH_GROUP && KG_GROUP_MAX <= KG_NH_GROUP, "next-hop encoding");

@@ -399,11 +399,14 @@ kg_classify(unsigned int in_port, const unsigned char *frame, unsigned int len,
 unsigned int
 kg_rewrite(unsigned char *frame, unsigned int len, const struct kg_verdict *v)
 {
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
+
 	/* only what kg_classify() let through is rewritten: check its shape
 	 * again, so that any bytes and verdict are safe here */
-	if (v->action != KG_VERDICT_FORWARD || len < 14 + 40 ||
-	    !((frame[12] == 0x08 && frame[13] == 0x00) ||
-	      (frame[12] == 0x86 && frame[13] == 0xdd)))
+	if (v->action != KG_VERDICT_FORWARD ||
+	    len < sizeof(*eth) + sizeof(struct rte_ipv6_hdr) ||   /* the larger IP header */
+	    !(eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4) ||
+	      eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6)))
 		return len;
 	return kg_rewrite_frame(&kg_fib, frame, len, v);
 }

@@ -4,13 +4,59 @@
  * kernel, drop) and the forwarding rewrite. Pure functions over frame bytes
  * and the tables (tables.h): the rx stage, the unit tests (kg_classify)
  * and the fuzzer drive the same code.
+ *
+ * Headers are read through DPDK's structs (rte_ether_hdr, rte_ipv4_hdr,
+ * rte_ipv6_hdr, rte_udp_hdr...) and named constants. A frame starts 2-byte
+ * aligned, as an mbuf's data does (rte_ether_hdr is __rte_aligned(2)); the
+ * headers after it are no more aligned than that (the IPv4 header's 32-bit
+ * fields are not 4-byte aligned), and DPDK declares their structs packed
+ * (alignment 1): the compiler reads them at any address, with plain loads
+ * on x86. On the fast path, the Ethernet type and the IPv4 fragment bits
+ * are tested in network byte order against constants swapped at build time
+ * (RTE_BE16()); other fields are converted with rte_be_to_cpu_*(): the
+ * same verdicts on CPUs of either byte order.
  */
 #ifndef KG_CLASSIFY_H
 #define KG_CLASSIFY_H
 
+#include <stddef.h>
+#include <netinet/in.h>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+#include <rte_tcp.h>
+#include <rte_sctp.h>
+#include <rte_icmp.h>
+
 #include "tables.h"
 
-static inline int
+/* What DPDK has no name for. */
+#define KG_IPV6_VERSION 6           /* IPVERSION's IPv6 counterpart */
+#define KG_IPV6_VERSION_SHIFT 28    /* the version in rte_ipv6_hdr.vtc_flow */
+/* ICMPv6 types the kernel keeps its links with (RFC 4443's registry):
+ * MLD query, report, done 130-132; ND RS, RA, NS, NA, redirect 133-137;
+ * (138-142: router renumbering, node information, inverse ND); MLDv2
+ * report 143 */
+#define KG_ICMP6_MLD_QUERY 130
+#define KG_ICMP6_ND_REDIRECT 137
+#define KG_ICMP6_MLD2_REPORT 143
+/* The source and destination ports that open TCP, UDP and SCTP headers
+ * alike: the flow hash's, and all that policing reads of them. */
+#define KG_L4_PORTS_LEN offsetof(struct rte_udp_hdr, dgram_len)
+
+_Static_assert(sizeof(struct rte_ether_hdr) == RTE_ETHER_HDR_LEN, "Ethernet header");
+_Static_assert(sizeof(struct rte_ipv4_hdr) == 20 && sizeof(struct rte_ipv6_hdr) == 40,
+	       "IP headers");
+_Static_assert(offsetof(struct rte_udp_hdr, src_port) == 0 &&
+	       offsetof(struct rte_tcp_hdr, src_port) == 0 &&
+	       offsetof(struct rte_sctp_hdr, src_port) == 0 &&
+	       offsetof(struct rte_udp_hdr, dst_port) == 2 &&
+	       offsetof(struct rte_tcp_hdr, dst_port) == 2 &&
+	       offsetof(struct rte_sctp_hdr, dst_port) == 2 && KG_L4_PORTS_LEN == 4,
+	       "ports first in TCP, UDP and SCTP");
+
+static __rte_always_inline int
 kg_punt(struct kg_verdict *v, int reason)
 {
 	v->action = KG_VERDICT_PUNT;
@@ -18,7 +64,7 @@ kg_punt(struct kg_verdict *v, int reason)
 	return KG_VERDICT_PUNT;
 }
 
-static inline int
+static __rte_always_inline int
 kg_drop(struct kg_verdict *v, int reason)
 {
 	v->action = KG_VERDICT_DROP;
@@ -70,7 +116,7 @@ kg_nexthop(const struct kg_fib *f, uint32_t nh, uint32_t hash, uint32_t ip_len,
 	return KG_VERDICT_FORWARD;
 }
 
-static inline uint32_t
+static __rte_always_inline uint32_t
 kg_flow_hash(uint32_t a, uint32_t b, uint32_t c)
 {
 	/* a small avalanche mix (murmur3 finaliser) over the flow's words */
@@ -85,51 +131,70 @@ kg_flow_hash(uint32_t a, uint32_t b, uint32_t c)
 	return h;
 }
 
-/* L4 ports of a first fragment or unfragmented TCP/UDP/SCTP packet, else 0. */
-static inline uint32_t
+/* L4 ports of a first fragment or unfragmented TCP/UDP/SCTP packet, else 0:
+ * source port << 16 | destination port. */
+static __rte_always_inline uint32_t
 kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
 {
-	if (frag || (proto != 6 && proto != 17 && proto != 132) || l4 + 4 > end)
+	rte_be32_t ports;
+
+	if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP) ||
+	    l4 + KG_L4_PORTS_LEN > end)
 		return 0;
-	return kg_be32(l4);
+	/* both ports in one load (two 16-bit ones are not merged) */
+	memcpy(&ports, l4, KG_L4_PORTS_LEN);
+	return rte_be_to_cpu_32(ports);
+}
+
+/* 0/8 ("this network") and 127/8 (loopback): IPv4 networks (host order)
+ * never seen on a wire */
+static __rte_always_inline int
+kg_ipv4_martian_net(uint32_t a)
+{
+	uint32_t net = a >> IN_CLASSA_NSHIFT;
+
+	return net == 0 || net == IN_LOOPBACKNET;
 }
 
 static __rte_always_inline int
-kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
-		 const uint8_t *ip, uint32_t avail, const uint32_t *pre, struct kg_verdict *v)
+kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether_hdr *eth,
+		 uint32_t avail, const uint32_t *pre, struct kg_verdict *v)
 {
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 	uint32_t ihl, tot, sum, i, src, dst, nh, frag;
 
-	if (avail < 20)
+	if (avail < sizeof(*ip))
 		return kg_drop(v, KG_DROP_RUNT);
-	if ((ip[0] >> 4) != 4 || (ihl = (uint32_t)(ip[0] & 0xf) * 4) < 20)
+	if (ip->version != IPVERSION || (ihl = rte_ipv4_hdr_len(ip)) < sizeof(*ip))
 		return kg_drop(v, KG_DROP_BAD_HEADER);
 	if (avail < ihl)
 		return kg_drop(v, KG_DROP_RUNT);
-	tot = kg_be16(ip + 2);
+	tot = rte_be_to_cpu_16(ip->total_length);
 	if (tot < ihl)
 		return kg_drop(v, KG_DROP_BAD_HEADER);
 	if (tot > avail)
 		return kg_drop(v, KG_DROP_RUNT);
 	/* the header checksum, as ip_rcv verifies it: a ones' complement sum
-	 * of native 32-bit words folds to 0xffff in either byte order */
+	 * of native 32-bit words folds to 0xffff in either byte order (the
+	 * header as words, whatever its fields; memcpy: not 4-byte aligned) */
 	{
+		const uint8_t *hb = (const uint8_t *)ip;
 		uint64_t s = 0;
 		uint32_t w;
 
-		if (likely(ihl == 20)) {
+		if (likely(ihl == sizeof(*ip))) {
 			/* the usual header, unrolled */
 			uint32_t w0, w1, w2, w3, w4;
 
-			memcpy(&w0, ip, 4);
-			memcpy(&w1, ip + 4, 4);
-			memcpy(&w2, ip + 8, 4);
-			memcpy(&w3, ip + 12, 4);
-			memcpy(&w4, ip + 16, 4);
+			memcpy(&w0, hb, 4);
+			memcpy(&w1, hb + 4, 4);
+			memcpy(&w2, hb + 8, 4);
+			memcpy(&w3, hb + 12, 4);
+			memcpy(&w4, hb + 16, 4);
 			s = (uint64_t)w0 + w1 + w2 + w3 + w4;
 		} else {
 			for (i = 0; i < ihl; i += 4) {
-				memcpy(&w, ip + i, 4);
+				memcpy(&w, hb + i, 4);
 				s += w;
 			}
 		}
@@ -142,15 +207,15 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 	if (sum != 0xffff)
 		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
 
-	src = kg_be32(ip + 12);
-	dst = kg_be32(ip + 16);
+	src = rte_be_to_cpu_32(ip->src_addr);
+	dst = rte_be_to_cpu_32(ip->dst_addr);
 	/* multicast and limited broadcast destinations are the kernel's */
-	if ((dst >> 28) == 0xe || dst == 0xffffffffu)
+	if (IN_MULTICAST(dst) || dst == INADDR_BROADCAST)
 		return kg_punt(v, KG_PUNT_IP_MULTICAST);
 	/* what the kernel calls martian: 0/8, 127/8, multicast or broadcast
 	 * sources, 0/8 or 127/8 destinations */
-	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) == 0xe ||
-	    src == 0xffffffffu || (dst >> 24) == 0 || (dst >> 24) == 127)
+	if (kg_ipv4_martian_net(src) || IN_MULTICAST(src) ||
+	    src == INADDR_BROADCAST || kg_ipv4_martian_net(dst))
 		return kg_punt(v, KG_PUNT_SPECIAL);
 	nh = pre ? pre[0] : kg_lookup4(f, dst);
 	if (nh == KG_PUNT_NO_ROUTE) {
@@ -174,42 +239,51 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const uint8_t *smac,
 			uint64_t a = kg_load64(&f->adj[i % KG_ADJ_MAX]);
 
 			if ((a & KG_ADJ_VALID) && ((a >> KG_ADJ_PORT_SHIFT) & 0xff) == in) {
-				if ((a & KG_MAC48_MASK) != kg_mac48(smac))
+				if ((a & KG_MAC48_MASK) != kg_mac48(eth->src_addr.addr_bytes))
 					v->moved = i % KG_ADJ_MAX;
 				else
 					v->heard = i % KG_ADJ_MAX;
 			}
 		}
 	}
-	if (ihl != 20)
+	if (ihl != sizeof(*ip))
 		return kg_punt(v, KG_PUNT_OPTIONS);
-	if (ip[8] <= 1)
+	if (ip->time_to_live <= 1)
 		return kg_punt(v, KG_PUNT_TTL);
 	if (!(nh & KG_NH_GROUP))
 		return kg_nexthop(f, nh, 0, tot, 0, v);
 	/* ECMP: the flow hash picks the path. Any fragment (MF set or an
 	 * offset) hashes without ports, so that all the fragments of a
 	 * datagram take one path, as in Linux */
-	frag = kg_be16(ip + 6) & KG_FRAG_MASK;
+	frag = (ip->fragment_offset & RTE_BE16(KG_FRAG_MASK)) != 0;
 	return kg_nexthop(f, nh,
-			  kg_flow_hash(src, dst, ((uint32_t)ip[9] << 24) ^
-				       kg_l4_ports(ip + 20, ip + tot, ip[9], frag != 0)),
+			  kg_flow_hash(src, dst, ((uint32_t)ip->next_proto_id << 24) ^
+				       kg_l4_ports((const uint8_t *)(ip + 1),
+						   (const uint8_t *)ip + tot,
+						   ip->next_proto_id, frag)),
 			  tot, 0, v);
 }
 
-static inline int
-kg_v6_linklocal(const uint8_t *a)
+static __rte_always_inline int
+kg_v6_multicast(const uint8_t *a)
 {
-	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+	return a[0] == 0xff;                /* ff00::/8 */
 }
 
-static inline int
+static __rte_always_inline int
+kg_v6_linklocal(const uint8_t *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;   /* fe80::/10 */
+}
+
+/* always inlined, as gcc did on its own before the header structs: else
+ * stage_rx calls it out of line on every IPv6 frame */
+static __rte_always_inline int
 kg_v6_special(const uint8_t *a)
 {
 	static const uint8_t zero[16];
 
-	/* link-local fe80::/10 */
-	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+	if (kg_v6_linklocal(a))
 		return 1;
 	if (memcmp(a, zero, 10) != 0)
 		return 0;
@@ -219,47 +293,63 @@ kg_v6_special(const uint8_t *a)
 	return memcmp(a + 10, zero, 5) == 0 && (a[15] == 0 || a[15] == 1);
 }
 
+/* The low 64 bits of an IPv6 address (host part) folded into one word of
+ * the flow hash. */
+static __rte_always_inline uint32_t
+kg_v6_hash_word(const uint8_t *a)
+{
+	return kg_be32(a + 12) ^ kg_be32(a + 8);
+}
+
 static __rte_always_inline int
-kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
+kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const struct rte_ether_hdr *eth,
 		 uint32_t avail, struct kg_verdict *v)
 {
+	const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(eth + 1);
+	const struct rte_icmp_hdr *icmp;
 	uint32_t plen, nh, hash;
 	uint8_t next;
 
-	if (avail < 40)
+	if (avail < sizeof(*ip))
 		return kg_drop(v, KG_DROP_RUNT);
-	if ((ip[0] >> 4) != 6)
+	if ((rte_be_to_cpu_32(ip->vtc_flow) >> KG_IPV6_VERSION_SHIFT) != KG_IPV6_VERSION)
 		return kg_drop(v, KG_DROP_BAD_HEADER);
-	plen = kg_be16(ip + 4);
-	if (plen + 40 > avail)
+	plen = rte_be_to_cpu_16(ip->payload_len);
+	if (plen + sizeof(*ip) > avail)
 		return kg_drop(v, KG_DROP_RUNT);
-	next = ip[6];
-	if (ip[24] == 0xff)
+	next = ip->proto;
+	if (kg_v6_multicast(ip->dst_addr))
 		return kg_punt(v, KG_PUNT_IP_MULTICAST);
-	if (ip[8] == 0xff || kg_v6_special(ip + 8) || kg_v6_special(ip + 24))
+	if (kg_v6_multicast(ip->src_addr) || kg_v6_special(ip->src_addr) ||
+	    kg_v6_special(ip->dst_addr))
 		return kg_punt(v, KG_PUNT_SPECIAL);
-	if (next == 58 && plen >= 1 && ip[40] >= 130 && ip[40] <= 143)
-		return kg_punt(v, KG_PUNT_ICMPV6);     /* MLD, ND, RS/RA, redirect */
+	/* MLD, ND, RS/RA, redirect (rte_icmp_hdr: ICMPv6 opens like ICMP) */
+	icmp = (const struct rte_icmp_hdr *)(ip + 1);
+	if (next == IPPROTO_ICMPV6 && plen >= sizeof(icmp->icmp_type) &&
+	    icmp->icmp_type >= KG_ICMP6_MLD_QUERY && icmp->icmp_type <= KG_ICMP6_MLD2_REPORT)
+		return kg_punt(v, KG_PUNT_ICMPV6);
 	if (__atomic_load_n(&f->v6_writing, __ATOMIC_ACQUIRE))
-		return kg_punt(v, next == 0 ? KG_PUNT_OPTIONS : KG_PUNT_NOT_FAST);
-	if (rte_lpm6_lookup(f->lpm6, ip + 24, &nh) != 0) {
+		return kg_punt(v, next == IPPROTO_HOPOPTS ? KG_PUNT_OPTIONS : KG_PUNT_NOT_FAST);
+	if (rte_lpm6_lookup(f->lpm6, ip->dst_addr, &nh) != 0) {
 		nh = f->default6;
 		if (nh == KG_NH_NONE)
-			return kg_punt(v, next == 0 ? KG_PUNT_OPTIONS : KG_PUNT_NO_ROUTE);
+			return kg_punt(v, next == IPPROTO_HOPOPTS ? KG_PUNT_OPTIONS : KG_PUNT_NO_ROUTE);
 	}
 	/* to a local address: local whatever its options (policed as such) */
-	if (nh < KG_NH_FIRST_ADJ && (nh == KG_PUNT_LOCAL || next != 0))
+	if (nh < KG_NH_FIRST_ADJ && (nh == KG_PUNT_LOCAL || next != IPPROTO_HOPOPTS))
 		return kg_punt(v, (int)nh);
-	if (next == 0)
+	if (next == IPPROTO_HOPOPTS)
 		return kg_punt(v, KG_PUNT_OPTIONS);    /* hop-by-hop, not to us */
 	if (!f->fwd6[in])
 		return kg_punt(v, KG_PUNT_FWD_OFF);
-	if (ip[7] <= 1)
+	if (ip->hop_limits <= 1)
 		return kg_punt(v, KG_PUNT_TTL);
 	hash = !(nh & KG_NH_GROUP) ? 0 :
-	       kg_flow_hash(kg_be32(ip + 20) ^ kg_be32(ip + 16), kg_be32(ip + 36) ^ kg_be32(ip + 32),
-			    ((uint32_t)next << 24) ^ kg_l4_ports(ip + 40, ip + 40 + plen, next, 0));
-	return kg_nexthop(f, nh, hash, plen + 40, 1, v);
+	       kg_flow_hash(kg_v6_hash_word(ip->src_addr), kg_v6_hash_word(ip->dst_addr),
+			    ((uint32_t)next << 24) ^
+			    kg_l4_ports((const uint8_t *)(ip + 1),
+					(const uint8_t *)(ip + 1) + plen, next, 0));
+	return kg_nexthop(f, nh, hash, plen + sizeof(*ip), 1, v);
 }
 
 /* The IPv4 addresses the classifier will look up in a frame (destination,
@@ -268,9 +358,14 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const uint8_t *ip,
 static inline void
 kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
 {
-	if (len >= 14 + 20 && frame[12] == 0x08 && frame[13] == 0x00) {
-		ips[0] = kg_be32(frame + 14 + 16);
-		ips[1] = kg_be32(frame + 14 + 12);
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
+
+	if (len >= sizeof(*eth) + sizeof(struct rte_ipv4_hdr) &&
+	    eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+
+		ips[0] = rte_be_to_cpu_32(ip->dst_addr);
+		ips[1] = rte_be_to_cpu_32(ip->src_addr);
 	} else {
 		ips[0] = ips[1] = 0;
 	}
@@ -283,24 +378,26 @@ static __rte_always_inline int
 kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	       uint32_t len, const uint32_t *pre, struct kg_verdict *v)
 {
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	uint64_t mac;
-	uint32_t type;
+	rte_be16_t type;
 
 	v->moved = 0;
 	v->heard = 0;
-	if (unlikely(len < 14))
+	if (unlikely(len < sizeof(*eth)))
 		return kg_drop(v, KG_DROP_RUNT);
-	if (frame[0] & 1)
+	if (rte_is_multicast_ether_addr(&eth->dst_addr))
 		return kg_punt(v, KG_PUNT_L2_MULTICAST);
 	mac = kg_load64(&f->port_mac[in]);
-	if (kg_mac48(frame) != mac)
+	if (kg_mac48(eth->dst_addr.addr_bytes) != mac)
 		return kg_punt(v, KG_PUNT_NOT_OURS);
-	type = kg_be16(frame + 12);
-	if (likely(type == 0x0800))
-		return kg_classify_ipv4(f, in, frame + 6, frame + 14, len - 14, pre, v);
-	if (type == 0x86dd)
-		return kg_classify_ipv6(f, in, frame + 14, len - 14, v);
-	if (type == 0x8100 || type == 0x88a8)
+	/* compared in network byte order, to constants swapped at build time */
+	type = eth->ether_type;
+	if (likely(type == RTE_BE16(RTE_ETHER_TYPE_IPV4)))
+		return kg_classify_ipv4(f, in, eth, len - sizeof(*eth), pre, v);
+	if (type == RTE_BE16(RTE_ETHER_TYPE_IPV6))
+		return kg_classify_ipv6(f, in, eth, len - sizeof(*eth), v);
+	if (type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ))
 		return kg_punt(v, KG_PUNT_VLAN);
 	return kg_punt(v, KG_PUNT_NOT_IP);
 }
@@ -334,24 +431,27 @@ kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 		 const struct kg_verdict *v)
 {
 	uint64_t src = kg_load64(&f->port_mac[v->egress % KG_MAX_PORTS]);
-	uint8_t *ip = frame + 14;
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)frame;
 	uint32_t newlen;
 
-	kg_put_mac48(frame, v->adj);
-	kg_put_mac48(frame + 6, src);
-	if (frame[12] == 0x08) {
+	kg_put_mac48(eth->dst_addr.addr_bytes, v->adj);
+	kg_put_mac48(eth->src_addr.addr_bytes, src);
+	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 		/* ip_decrease_ttl()'s arithmetic done in network byte order:
-		 * the same bytes as Linux on either kind of CPU */
-		uint32_t check = kg_be16(ip + 10) + 0x0100;
+		 * the same bytes as Linux on either kind of CPU (the TTL is
+		 * the high byte of its 16-bit word, with the protocol) */
+		uint32_t check = rte_be_to_cpu_16(ip->hdr_checksum) + 0x0100;
 
-		ip[8]--;
+		ip->time_to_live--;
 		check += check >= 0xffff;
-		ip[10] = (uint8_t)(check >> 8);
-		ip[11] = (uint8_t)check;
-		newlen = 14 + kg_be16(ip + 2);
+		ip->hdr_checksum = rte_cpu_to_be_16((uint16_t)check);
+		newlen = sizeof(*eth) + rte_be_to_cpu_16(ip->total_length);
 	} else {
-		ip[7]--;
-		newlen = 14 + 40 + kg_be16(ip + 4);
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+
+		ip->hop_limits--;
+		newlen = sizeof(*eth) + sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
 	}
 	return newlen < len ? newlen : len;
 }

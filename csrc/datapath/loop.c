@@ -235,7 +235,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		struct kg_verdict v;
 		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
 		uint32_t flen = rte_pktmbuf_data_len(m), cap = flen;
-		uint8_t head[KG_SEGS_HEAD];
+		/* aligned as an mbuf's data: read through rte_ether_hdr (segs.h) */
+		_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];
 
 		/* a chain: classified on a view of its headers, with its whole
 		 * length (segs.h); its addresses were not in pre[] */

@@ -9,6 +9,7 @@
 #define KG_POLICE_H
 
 #include <stdbool.h>
+#include <netinet/ip6.h>
 
 #include "datapath/classify.h"
 
@@ -46,6 +47,29 @@ kg_police_priority(int cls)
 	       cls == KG_POLICE_ROUTING;
 }
 
+/* What DPDK and netinet/in.h have no name for: the IP protocols and
+ * well-known ports of routing and redundancy protocols, and DNS's port. */
+#define KG_IPPROTO_OSPF 89
+#define KG_IPPROTO_VRRP 112
+#define KG_PORT_DNS 53            /* UDP and TCP */
+#define KG_PORT_BGP 179           /* TCP, either port */
+#define KG_PORT_RIP 520           /* UDP destination ports from here on */
+#define KG_PORT_RIPNG 521
+#define KG_PORT_LDP 646           /* LDP hellos */
+#define KG_PORT_BFD 3784          /* single hop (RFC 5881) */
+#define KG_PORT_BFD_ECHO 3785
+#define KG_PORT_BFD_MULTIHOP 4784 /* RFC 5883 */
+/* IPv6 extension headers (RFC 8200) count their length in 8 octets, past
+ * a first 8 that every one has; the fragment header is only those. DPDK
+ * has a struct for the fragment header only: the others are read as
+ * netinet/ip6.h's struct ip6_ext (next header, length). */
+#define KG_IPV6_EXT_UNIT 8
+/* kg_upper_layer's protocol for a frame too short for its IP header: none
+ * of IP's 0-255 */
+#define KG_PROTO_CUT 256
+
+_Static_assert(sizeof(struct rte_ipv6_fragment_ext) == KG_IPV6_EXT_UNIT, "fragment header");
+
 /* The upper layer of an IP frame, for policing: protocol, offset of its
  * header (0 when not reachable: a later fragment, a cut frame), and for
  * IPv6 the extension headers (hop-by-hop, destination options, routing,
@@ -54,34 +78,44 @@ kg_police_priority(int cls)
 static inline uint32_t
 kg_upper_layer(const uint8_t *frame, uint32_t len, uint32_t type, uint32_t *off)
 {
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	uint32_t next, o, k;
 
 	*off = 0;
-	if (type == 0x0800) {
-		if (len < 34)
-			return 256;
-		o = 14 + (uint32_t)(frame[14] & 0xf) * 4;
-		if ((kg_be16(frame + 20) & 0x1fff) == 0 && o <= len)
+	if (type == RTE_ETHER_TYPE_IPV4) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+
+		if (len < sizeof(*eth) + sizeof(*ip))
+			return KG_PROTO_CUT;
+		o = sizeof(*eth) + rte_ipv4_hdr_len(ip);
+		if ((rte_be_to_cpu_16(ip->fragment_offset) & RTE_IPV4_HDR_OFFSET_MASK) == 0 &&
+		    o <= len)
 			*off = o;
-		return frame[23];
+		return ip->next_proto_id;
 	}
-	if (len < 54)
-		return 256;
-	next = frame[20];
-	o = 54;
+	if (len < sizeof(*eth) + sizeof(struct rte_ipv6_hdr))
+		return KG_PROTO_CUT;
+	next = ((const struct rte_ipv6_hdr *)(eth + 1))->proto;
+	o = sizeof(*eth) + sizeof(struct rte_ipv6_hdr);
 	for (k = 0; k < KG_EXT_MAX; k++) {
-		if (next == 0 || next == 60 || next == 43) {
-			if (o + 8 > len)
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_ROUTING) {
+			const struct ip6_ext *ext;
+
+			if (o + KG_IPV6_EXT_UNIT > len)
 				return next;
-			next = frame[o];
-			o += ((uint32_t)frame[o + 1] + 1) * 8;
-		} else if (next == 44) {
-			if (o + 8 > len)
+			ext = (const struct ip6_ext *)(frame + o);
+			next = ext->ip6e_nxt;
+			o += ((uint32_t)ext->ip6e_len + 1) * KG_IPV6_EXT_UNIT;
+		} else if (next == IPPROTO_FRAGMENT) {
+			const struct rte_ipv6_fragment_ext *fh;
+
+			if (o + sizeof(*fh) > len)
 				return next;
-			if ((kg_be16(frame + o + 2) & 0xfff8) != 0)
-				return frame[o];    /* a later fragment: no header here */
-			next = frame[o];
-			o += 8;
+			fh = (const struct rte_ipv6_fragment_ext *)(frame + o);
+			if ((rte_be_to_cpu_16(fh->frag_data) & RTE_IPV6_EHDR_FO_MASK) != 0)
+				return fh->next_header;    /* a later fragment: no header here */
+			next = fh->next_header;
+			o += sizeof(*fh);
 		} else {
 			break;
 		}
@@ -96,9 +130,19 @@ kg_upper_layer(const uint8_t *frame, uint32_t len, uint32_t type, uint32_t *off)
 static inline int
 kg_is_nd(uint32_t proto, const uint8_t *l4, uint32_t avail)
 {
-	if (proto != 58 || avail < 1)
+	const struct rte_icmp_hdr *icmp = (const struct rte_icmp_hdr *)l4;
+
+	if (proto != IPPROTO_ICMPV6 || avail < sizeof(icmp->icmp_type))
 		return 0;
-	return (l4[0] >= 130 && l4[0] <= 137) || l4[0] == 143;
+	return (icmp->icmp_type >= KG_ICMP6_MLD_QUERY && icmp->icmp_type <= KG_ICMP6_ND_REDIRECT) ||
+	       icmp->icmp_type == KG_ICMP6_MLD2_REPORT;
+}
+
+/* Routing and redundancy protocols carried right over IP: OSPF, VRRP, PIM. */
+static __rte_always_inline int
+kg_is_routing_proto(uint32_t proto)
+{
+	return proto == KG_IPPROTO_OSPF || proto == KG_IPPROTO_VRRP || proto == IPPROTO_PIM;
 }
 
 /* Routing and redundancy protocols: OSPF, VRRP, PIM; BGP (TCP 179); BFD,
@@ -106,28 +150,40 @@ kg_is_nd(uint32_t proto, const uint8_t *l4, uint32_t avail)
 static inline int
 kg_is_routing(uint32_t proto, const uint8_t *l4, uint32_t avail)
 {
-	uint32_t sp, dp;
+	const struct rte_tcp_hdr *tcp = (const struct rte_tcp_hdr *)l4;
+	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
+	uint32_t dp;
 
-	if (proto == 89 || proto == 112 || proto == 103)
+	if (kg_is_routing_proto(proto))
 		return 1;
-	if ((proto != 6 && proto != 17) || avail < 4)
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || avail < KG_L4_PORTS_LEN)
 		return 0;
-	sp = kg_be16(l4);
-	dp = kg_be16(l4 + 2);
-	if (proto == 6)
-		return sp == 179 || dp == 179;
-	return dp == 3784 || dp == 3785 || dp == 4784 || dp == 520 || dp == 521 ||
-	       dp == 646;
+	if (proto == IPPROTO_TCP)
+		return rte_be_to_cpu_16(tcp->src_port) == KG_PORT_BGP ||
+		       rte_be_to_cpu_16(tcp->dst_port) == KG_PORT_BGP;
+	dp = rte_be_to_cpu_16(udp->dst_port);
+	return dp == KG_PORT_BFD || dp == KG_PORT_BFD_ECHO || dp == KG_PORT_BFD_MULTIHOP ||
+	       dp == KG_PORT_RIP || dp == KG_PORT_RIPNG || dp == KG_PORT_LDP;
 }
 
 /* A source no router speaks from: 0/8, 127/8, multicast, broadcast;
- * ::, ::1, v4-mapped, multicast (link-local is fine). */
+ * ::, ::1, v4-mapped, multicast (link-local is fine). The frame holds its
+ * IP header (kg_upper_layer said so). */
 static inline int
 kg_martian_src(const uint8_t *frame, uint32_t type)
 {
-	if (type == 0x0800)
-		return frame[26] == 0 || frame[26] == 127 || frame[26] >= 224;
-	return frame[22] == 0xff || (kg_v6_special(frame + 22) && !kg_v6_linklocal(frame + 22));
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
+
+	const uint8_t *src6;
+
+	if (type == RTE_ETHER_TYPE_IPV4) {
+		uint32_t src = rte_be_to_cpu_32(((const struct rte_ipv4_hdr *)(eth + 1))->src_addr);
+
+		/* 224/4 multicast, 240/4 reserved and broadcast alike */
+		return kg_ipv4_martian_net(src) || IN_MULTICAST(src) || IN_BADCLASS(src);
+	}
+	src6 = ((const struct rte_ipv6_hdr *)(eth + 1))->src_addr;
+	return kg_v6_multicast(src6) || (kg_v6_special(src6) && !kg_v6_linklocal(src6));
 }
 
 /* The policing class of a frame punted for `reason` (KG_POLICE_*). Only
@@ -140,24 +196,25 @@ kg_martian_src(const uint8_t *frame, uint32_t type)
 static inline int
 kg_police_class(const uint8_t *frame, uint32_t len, int reason)
 {
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	uint32_t type, proto, off, l4 = 0;
 	const uint8_t *up;
 
-	if (len < 14)
+	if (len < sizeof(*eth))
 		return reason == KG_PUNT_LOCAL ? KG_POLICE_LOCAL : KG_POLICE_OTHER;
-	type = kg_be16(frame + 12);
-	if (type == 0x0806)
+	type = rte_be_to_cpu_16(eth->ether_type);
+	if (type == RTE_ETHER_TYPE_ARP)
 		return KG_POLICE_ARP;
-	if (type != 0x0800 && type != 0x86dd)
+	if (type != RTE_ETHER_TYPE_IPV4 && type != RTE_ETHER_TYPE_IPV6)
 		return KG_POLICE_OTHER;
 	proto = kg_upper_layer(frame, len, type, &off);
-	if (proto > 255)                  /* too short for its IP header */
+	if (proto == KG_PROTO_CUT)        /* too short for its IP header */
 		return reason == KG_PUNT_LOCAL ? KG_POLICE_LOCAL : KG_POLICE_OTHER;
 	up = frame + off;
 	if (off && kg_is_nd(proto, up, len - off))
 		return KG_POLICE_ND;
 	if (!kg_martian_src(frame, type) &&
-	    (off ? kg_is_routing(proto, up, len - off) : (proto == 89 || proto == 112 || proto == 103)))
+	    (off ? kg_is_routing(proto, up, len - off) : kg_is_routing_proto(proto)))
 		return KG_POLICE_ROUTING;
 
 	switch (reason) {
@@ -183,19 +240,23 @@ kg_police_class(const uint8_t *frame, uint32_t len, int reason)
 	case KG_PUNT_SPECIAL:
 		/* IPv6 link-local unicast to this port (its MAC matched) from a
 		 * source that is no martian: the gateway's own link traffic */
-		if (type == 0x86dd && kg_v6_linklocal(frame + 38) && frame[22] != 0xff &&
-		    (kg_v6_linklocal(frame + 22) || !kg_v6_special(frame + 22)))
-			break;
+		if (type == RTE_ETHER_TYPE_IPV6) {
+			const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(eth + 1);
+
+			if (kg_v6_linklocal(ip->dst_addr) && !kg_v6_multicast(ip->src_addr) &&
+			    (kg_v6_linklocal(ip->src_addr) || !kg_v6_special(ip->src_addr)))
+				break;
+		}
 		return KG_POLICE_OTHER;
 	default:
 		return KG_POLICE_OTHER;
 	}
 	/* to a local address: what is it? */
-	if (proto == 1 || proto == 58)
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
 		return KG_POLICE_ICMP;
-	if ((proto == 17 || proto == 6) && off && off + 4 <= len)
-		l4 = kg_be16(up + 2);
-	return l4 == 53 ? KG_POLICE_DNS : KG_POLICE_LOCAL;
+	if ((proto == IPPROTO_UDP || proto == IPPROTO_TCP) && off && off + KG_L4_PORTS_LEN <= len)
+		l4 = rte_be_to_cpu_16(((const struct rte_udp_hdr *)up)->dst_port);  /* TCP's too */
+	return l4 == KG_PORT_DNS ? KG_POLICE_DNS : KG_POLICE_LOCAL;
 }
 
 #endif /* KG_POLICE_H */

@@ -58,7 +58,8 @@ kg_segs_test(unsigned int in, const unsigned char *frame, unsigned int len,
 	     struct kg_verdict *v, unsigned char *out, unsigned int *out_len)
 {
 	struct rte_mbuf *m, *s;
-	uint8_t head[KG_SEGS_HEAD], *frame_view;
+	_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];  /* as in stage_rx */
+	uint8_t *frame_view;
 	uint32_t flen, cap, sum = 0;
 	unsigned int nsegs = 0;
 

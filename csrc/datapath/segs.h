@@ -43,8 +43,10 @@
 
 /* The view of a chain to classify: its first KG_SEGS_HEAD bytes (kni_gw.h)
  * at the address returned, the first segment's own data when it holds
- * them, else copied into buf (KG_SEGS_HEAD bytes). *len: the frame's
- * length; *cap: the bytes readable at the address returned. */
+ * them, else copied into buf (KG_SEGS_HEAD bytes, aligned at least as an
+ * rte_ether_hdr, as an mbuf's data is: the classifier reads the view
+ * through DPDK's header structs). *len: the frame's length; *cap: the
+ * bytes readable at the address returned. */
 static inline uint8_t *
 kg_segs_head(const struct rte_mbuf *m, uint8_t *buf, uint32_t *len, uint32_t *cap)
 {
