@@ -98,19 +98,53 @@ kg_load64(const uint64_t *p)
 static inline uint64_t
 kg_mac48(const uint8_t *p)
 {
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	/* two loads; the shifts below would be assembled byte by byte */
+	uint32_t lo;
+	uint16_t hi;
+
+	memcpy(&lo, p, 4);
+	memcpy(&hi, p + 4, 2);
+	return (uint64_t)lo | (uint64_t)hi << 32;
+#else
 	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
 	       (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40;
+#endif
 }
 
 static inline void
 kg_put_mac48(uint8_t *p, uint64_t w)
 {
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	uint32_t lo = (uint32_t)w;
+	uint16_t hi = (uint16_t)(w >> 32);
+
+	memcpy(p, &lo, 4);
+	memcpy(p + 4, &hi, 2);
+#else
 	p[0] = (uint8_t)w;
 	p[1] = (uint8_t)(w >> 8);
 	p[2] = (uint8_t)(w >> 16);
 	p[3] = (uint8_t)(w >> 24);
 	p[4] = (uint8_t)(w >> 32);
 	p[5] = (uint8_t)(w >> 40);
+#endif
+}
+
+/* An Ethernet header's two addresses at once (dst, then src): two stores. */
+static inline void
+kg_put_macs(uint8_t *p, uint64_t dst, uint64_t src)
+{
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	uint64_t w0 = (dst & 0xffffffffffffULL) | src << 48;
+	uint32_t w1 = (uint32_t)(src >> 16);
+
+	memcpy(p, &w0, 8);
+	memcpy(p + 8, &w1, 4);
+#else
+	kg_put_mac48(p, dst);
+	kg_put_mac48(p + 6, src);
+#endif
 }
 
 #define KG_MAC48_MASK 0xffffffffffffULL

@@ -434,8 +434,7 @@ kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)frame;
 	uint32_t newlen;
 
-	kg_put_mac48(eth->dst_addr.addr_bytes, v->adj);
-	kg_put_mac48(eth->src_addr.addr_bytes, src);
+	kg_put_macs(eth->dst_addr.addr_bytes, v->adj, src);
 	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 		/* ip_decrease_ttl()'s arithmetic done in network byte order:

@@ -455,8 +455,7 @@ kg_dns_build(const struct kg_dns_table *t, const struct kg_fib *f, uint8_t *fram
 		ip[7] = KG_DNS_TTL;
 	}
 	/* Ethernet: to the next hop, from the egress port */
-	kg_put_mac48(frame, q->adj);
-	kg_put_mac48(frame + 6, kg_load64(&f->port_mac[q->egress % KG_MAX_PORTS]));
+	kg_put_macs(frame, q->adj, kg_load64(&f->port_mac[q->egress % KG_MAX_PORTS]));
 	return end;
 }
 
