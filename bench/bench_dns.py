@@ -7,8 +7,10 @@ not run beside each other):
 dnsperf (Debian's), from one client namespace and with one query file,
 queries in the same run:
 
-* kni-gw through the gateway: vEth0's address, across the wire (veth),
-  port 0, the exception path and the kernel, and back;
+* kni-gw through the gateway: vEth0's address, across the wire (veth) to
+  port 0; answered on the rx lcore where the answer table holds the query
+  (--dns-rrl 0: one client), else through the exception path, the kernel
+  and the responder, and back; then the same with --dns-fast off;
 * NSD 4 (minimal-responses, one server process) in a namespace of its own
   reached over a plain veth pair, serving the same zone;
 * kni-gw's responder alone (python -m kni_gw.dns) in that same namespace,
@@ -109,29 +111,38 @@ def main() -> int:
         standalone.wait(timeout=10)
         standalone = None
 
-        gw = Gateway(topo, ["-p", "0x1", "--config", "(0,0,1)", "--dns-zone", ZONE])
-        try:
-            gw.wait_ready()
-            veth_up(topo, 0, "192.168.0.1/24")
-            sh("ip", "addr", "add", "192.168.0.2/24", "dev", "p0", ns=client)
-            wait_for(lambda: "NOERROR" in sh("dig", "@192.168.0.1", "+time=1", "+tries=1", "gw.example.test",
-                                             ns=client, check=False).stdout, what="responder up")
-            rows.append(("kni-gw through the gateway (vEth0)",
-                         *measure(client, "192.168.0.1", 53, qfile, args.seconds)))
-            s = gw.stats()
-        finally:
-            gw.stop()
+        sh("ip", "addr", "add", "192.168.0.2/24", "dev", "p0", ns=client)
+        counters = []
+        for label, extra in (("kni-gw through the gateway, answers in C", ["--dns-rrl", "0"]),
+                             ("kni-gw through the gateway (vEth0)", ["--dns-fast", "off"])):
+            gw = Gateway(topo, ["-p", "0x1", "--config", "(0,0,1)", "--dns-zone", ZONE] + extra)
+            try:
+                gw.wait_ready()
+                veth_up(topo, 0, "192.168.0.1/24")
+                if "off" not in extra:
+                    gw.wait_line(gw.err, lambda s: "answers compiled" in s, timeout=60)
+                wait_for(lambda: "NOERROR" in sh("dig", "@192.168.0.1", "+time=1", "+tries=1",
+                                                 "gw.example.test", ns=client, check=False).stdout,
+                         what="responder up")
+                rows.append((label, *measure(client, "192.168.0.1", 53, qfile, args.seconds)))
+                counters.append((label, gw.stats()))
+            finally:
+                gw.stop()
         print(f"== DNS: dnsperf -c 4 -q 100 for {args.seconds} s, then -Q 2000; {len(QUERIES)} queries "
               "(answers, CNAME chain, NXDOMAIN, wildcard, referral, NS with additional), same run")
         for name, q, lost, lat in rows:
-            print(f"  {name:38} {q:9.0f} QPS (lost {lost}); at 2000 QPS: {lat}")
+            print(f"  {name:42} {q:9.0f} QPS (lost {lost}); at 2000 QPS: {lat}")
         ref = rows[0][1] or 1
-        print(f"  ratio responder alone / NSD          {rows[1][1] / ref:.2f}")
-        print(f"  ratio gateway / NSD                  {rows[2][1] / ref:.2f}")
-        print(f"  ratio gateway / responder alone      {rows[2][1] / (rows[1][1] or 1):.2f}")
-        p = s["ports"][0]
-        print(f"  gateway counters: dns queries {s['dns'].get('queries')}, to_kernel {p['to_kernel']}, "
-              f"from_kernel {p['from_kernel']}, drops {{{', '.join(f'{k}={v}' for k, v in p['drops'].items() if v)}}}")
+        print(f"  ratio responder alone / NSD               {rows[1][1] / ref:.2f}")
+        print(f"  ratio gateway, answers in C / NSD         {rows[2][1] / ref:.2f}")
+        print(f"  ratio gateway, --dns-fast off / NSD       {rows[3][1] / ref:.2f}")
+        print(f"  ratio gateway / responder alone (C, off)  {rows[2][1] / (rows[1][1] or 1):.2f}, "
+              f"{rows[3][1] / (rows[1][1] or 1):.2f}")
+        for label, s in counters:
+            p = s["ports"][0]
+            print(f"  {label}: answered in C {p['dns_answered']}, missed {p['dns_missed']}, responder "
+                  f"{s['dns'].get('queries')}, to_kernel {p['to_kernel']}, from_kernel {p['from_kernel']}, "
+                  f"drops {{{', '.join(f'{k}={v}' for k, v in p['drops'].items() if v)}}}")
         return 0
     finally:
         if standalone is not None:
