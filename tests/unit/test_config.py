@@ -306,3 +306,21 @@ def test_bad_rx_lcore_lists(text, words):
 def test_rx_lcores_must_be_enabled():
     with pytest.raises(ConfigError, match="rx lcore 2 is not enabled"):
         build_config(["-l", "0-1", "-p", "0x1", "--config", "(0,0+2,1)"], ncpus=4)
+
+
+def test_dns_fast_options():
+    import os
+    z = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "example.zone")
+    cfg = build_config(BASE + ["--dns-zone", z], ncpus=2)
+    assert cfg.dns_fast and (cfg.dns_rrl, cfg.dns_rrl_slip) == (200, 2)     # NSD's defaults
+    cfg = build_config(BASE + ["--dns-zone", z, "--dns-fast", "off", "--dns-rrl", "0",
+                               "--dns-rrl-slip=0"], ncpus=2)
+    assert not cfg.dns_fast and (cfg.dns_rrl, cfg.dns_rrl_slip) == (0, 0)
+    with pytest.raises(ConfigError, match="--dns-fast 'maybe': choose on or off"):
+        build_config(BASE + ["--dns-zone", z, "--dns-fast", "maybe"], ncpus=2)
+    with pytest.raises(ConfigError, match="--dns-rrl: '-1' is not a number"):
+        build_config(BASE + ["--dns-zone", z, "--dns-rrl", "-1"], ncpus=2)
+    with pytest.raises(ConfigError, match="--dns-rrl-slip 101 is out of range"):
+        build_config(BASE + ["--dns-zone", z, "--dns-rrl-slip", "101"], ncpus=2)
+    with pytest.raises(ConfigError, match="need --dns-zone"):
+        build_config(BASE + ["--dns-fast", "off"], ncpus=2)
