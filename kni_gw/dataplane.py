@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import threading
 from typing import Dict, List, Optional, Tuple
 
@@ -98,11 +99,11 @@ def fib_create(routes4: int, tbl8s4: int, routes6: int, tbl8s6: int) -> None:
 
 
 def route4_add(addr: bytes, plen: int, nh: int) -> None:
-    ensure(lib.kg_route4_add(int.from_bytes(addr, "little"), plen, nh), "IPv4 route")
+    ensure(lib.kg_route4_add(int.from_bytes(addr, sys.byteorder), plen, nh), "IPv4 route")
 
 
 def route4_del(addr: bytes, plen: int) -> None:
-    ensure(lib.kg_route4_del(int.from_bytes(addr, "little"), plen), "IPv4 route delete")
+    ensure(lib.kg_route4_del(int.from_bytes(addr, sys.byteorder), plen), "IPv4 route delete")
 
 
 def route4_commit() -> None:
@@ -170,7 +171,8 @@ def dns_publish(udp_port: int, addrs, rrl: int, slip: int, entries, n: int,
     v4 = [a for a in addrs if ":" not in a][:lib.KG_DNS_ADDRS_MAX]
     v6 = [a for a in addrs if ":" in a][:lib.KG_DNS_ADDRS_MAX]
     for i, a in enumerate(v4):
-        conf.addr4[i] = int.from_bytes(socket.inet_pton(socket.AF_INET, a), "little")
+        # network byte order in memory, whatever the CPU's
+        conf.addr4[i] = int.from_bytes(socket.inet_pton(socket.AF_INET, a), sys.byteorder)
     for i, a in enumerate(v6):
         ffi.memmove(conf.addr6[i], socket.inet_pton(socket.AF_INET6, a.split("%")[0]), 16)
     conf.n_addr4, conf.n_addr6 = len(v4), len(v6)

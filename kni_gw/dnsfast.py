@@ -36,6 +36,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 from dnslib import QTYPE
 
 from .dns import ADD_A, CLASS_IN, RD, UDP_MAX, Counters, DnsServer, Query, Zones, ZoneError
+from .errors import DataplaneError
 
 log = logging.getLogger("kni-gw")
 
@@ -130,6 +131,8 @@ def responder_view(server: DnsServer, zones: Zones) -> DnsServer:
     view.stats = Counters()
     view.forward = None
     view.cache = {}
+    # none of the server's sockets: the view only ever answers
+    view.udp, view.tcp, view.fds, view.conns, view.pending = {}, {}, {}, {}, {}
     return view
 
 
@@ -207,7 +210,8 @@ class DnsFast:
         self.packed: Optional[Packed] = None
         self.addrs: Tuple[str, ...] = ()
         self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()           # generation, result, closed
+        self.closed = False
         self.job: Optional[threading.Thread] = None
         self.generation = 0
         self.result: Optional[Tuple[int, Zones, Optional[Packed], float, int]] = None
@@ -234,8 +238,9 @@ class DnsFast:
         self._compile(zones, install=True)
 
     def _compile(self, zones: Zones, install: bool) -> None:
-        self.generation += 1
-        gen = self.generation
+        with self.lock:
+            self.generation += 1
+            gen = self.generation
         view = responder_view(self.server, zones)
 
         def run() -> None:
@@ -247,12 +252,11 @@ class DnsFast:
                 log.error("dns: compiling the answer table failed: %s: %s", type(e).__name__, e)
                 packed, entries = None, []
             with self.lock:
-                if gen == self.generation:
-                    self.result = (gen, zones, packed, time.monotonic() - t0, install)
-            try:
+                # a newer compile (a second SIGHUP) or the end: this one is void
+                if gen != self.generation or self.closed:
+                    return
+                self.result = (gen, zones, packed, time.monotonic() - t0, install)
                 os.write(self.wfd, b"x")
-            except OSError:
-                pass                     # closed meanwhile: kni-gw is stopping
 
         self.job = threading.Thread(target=run, name="dns-compile", daemon=True)
         self.job.start()
@@ -266,43 +270,57 @@ class DnsFast:
             pass
         with self.lock:
             res, self.result = self.result, None
-        if res is None:
-            return
+            if res is None or res[0] != self.generation:
+                return
         _gen, zones, packed, seconds, install = res
-        if install:
-            self.server.install(zones)
         self.stats["compile_seconds"] = round(seconds, 3)
         self.stats["compiles"] += 1
-        if packed is None:
+        # the table first, then the responder: both switch within the
+        # lcores' quiescence
+        self.packed = packed
+        published = packed is not None and self._publish()
+        if not published:
             self.packed = None
             self.dp.dns_unpublish()
-            return
-        self.packed = packed
-        self._publish()
-        log.info("dns: %d answers compiled into the rx lcores' table in %.2f s (%d KiB)",
-                 packed.n, seconds, self.stats["memory"] // 1024)
+        if install:
+            self.server.install(zones)
+        if published:
+            log.info("dns: %d answers compiled into the rx lcores' table in %.2f s (%d KiB)",
+                     packed.n, seconds, self.stats["memory"] // 1024)
 
     def follow(self, addrs: Sequence[str]) -> None:
         """The addresses the responder listens on now."""
         a = tuple(sorted(addrs))
         if a != self.addrs:
             self.addrs = a
-            if self.packed is not None:
-                self._publish()
+            if self.packed is not None and not self._publish():
+                self.packed = None
+                self.dp.dns_unpublish()
 
-    def _publish(self) -> None:
+    def _publish(self) -> bool:
+        """The packed table, on the current addresses; False (logged) when C
+        cannot take it: the responder then answers everything."""
         p = self.packed
-        self.dp.dns_publish(self.server.port, self.addrs, self.rrl, self.slip,
-                            p.entries, p.n, p.names, p.bodies)
+        try:
+            self.dp.dns_publish(self.server.port, self.addrs, self.rrl, self.slip,
+                                p.entries, p.n, p.names, p.bodies)
+        except DataplaneError as e:
+            log.error("dns: the answer table cannot be published (%s): every query goes to the "
+                      "responder", e)
+            self.stats.update(entries=0, memory=self.dp.dns_memory())
+            return False
         self.stats["entries"] = p.n
         self.stats["memory"] = self.dp.dns_memory()
         self.published_at = time.time()
+        return True
 
     def view(self) -> Dict[str, object]:
         return dict(self.stats, rrl=self.rrl, rrl_slip=self.slip, addresses=len(self.addrs))
 
     def close(self) -> None:
-        self.generation += 1
+        with self.lock:
+            self.closed = True
+            self.generation += 1
+            os.close(self.rfd)
+            os.close(self.wfd)
         self.dp.dns_unpublish()
-        os.close(self.rfd)
-        os.close(self.wfd)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include <rte_malloc.h>
+#include <rte_random.h>
 
 #include "datapath/dns.h"
 #include "datapath/rrl.h"
@@ -15,6 +16,7 @@
 
 struct kg_dns_table *kg_dns_tab;
 struct kg_rrl_slot *kg_rrl[RTE_MAX_LCORE];
+uint64_t kg_rrl_seed;
 
 static uint32_t
 pow2_at_least(uint32_t n)
@@ -110,6 +112,8 @@ kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, uns
 		if (t->rrl_cost == 0)
 			t->rrl_cost = 1;
 		t->rrl_slip = conf->rrl_slip;
+		if (kg_rrl_seed == 0)
+			kg_rrl_seed = rte_rand() | 1;  /* published with the table (release) */
 		for (l = 0; l < RTE_MAX_LCORE; l++) {
 			if (kg.lcore[l].n_rx == 0 || kg_rrl[l])
 				continue;

@@ -107,6 +107,9 @@ struct kg_dns_q {
 	const struct kg_dns_ans *ans;
 	unsigned int egress;    /* port index of the route back */
 	uint64_t adj;           /* its adjacency word (next hop MAC) */
+	uint32_t adj_idx;       /* its adjacency (neighbour liveness: used) */
+	uint32_t moved, heard;  /* the client's own adjacency, when it is the next
+				 * hop: frame from another MAC (moved) or its own */
 	uint64_t src_key;       /* the client's /24 or /56, for the rate limit */
 };
 
@@ -242,9 +245,13 @@ kg_dns_parse(const struct kg_dns_table *t, const uint8_t *frame, uint32_t len, s
 	/* a query to our DNS port: from here on, what is not answered is a miss */
 	if (kg_be16(udp + 4) != ulen || kg_be16(udp) == 0)
 		return KG_DNS_MISS;
-	if ((udp[6] | udp[7]) || v6) {
+	/* the checksum: optional over IPv4 (0: none), required over IPv6,
+	 * where Linux drops a datagram with 0 */
+	if (udp[6] | udp[7]) {
 		if (kg_dns_udp_sum(ip, v6, udp, ulen) != 0xffff)
 			return KG_DNS_MISS;
+	} else if (v6) {
+		return KG_DNS_MISS;
 	}
 	d = udp + 8;
 	dlen = ulen - 8;
@@ -354,6 +361,17 @@ kg_dns_route(const struct kg_fib *f, const uint8_t *frame, const uint32_t *src_n
 		return KG_DNS_MISS;
 	q->egress = v.egress;
 	q->adj = v.adj;
+	q->adj_idx = v.adj_idx;
+	/* the client is its own next hop: its MAC is as the kernel has it
+	 * (heard), or the query came from another one (moved: the control
+	 * side asks the kernel to check), as for forwarded frames */
+	q->moved = q->heard = 0;
+	if (!(nh & KG_NH_GROUP)) {
+		if ((v.adj & KG_MAC48_MASK) != kg_mac48(frame + 6))
+			q->moved = v.adj_idx;
+		else
+			q->heard = v.adj_idx;
+	}
 	return KG_DNS_ANSWERED;
 }
 
@@ -377,6 +395,24 @@ kg_put16(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)v;
 }
 
+/* The length of what follows the question in the answer: the compiled
+ * body, or for the rate limit's truncated answer (trunc) nothing but the
+ * OPT of an EDNS query's answer (its last 11 bytes). */
+static inline uint32_t
+kg_dns_body_len(const struct kg_dns_table *t, const struct kg_dns_q *q, int trunc)
+{
+	const struct kg_dns_ans *a = q->ans;
+	const uint8_t *opt;
+
+	if (!trunc)
+		return a->body_len;
+	if (!q->edns || a->ar == 0 || a->body_len < KG_DNS_OPT_LEN)
+		return 0;
+	opt = t->bodies + a->body_off + a->body_len - KG_DNS_OPT_LEN;
+	return opt[0] == 0 && kg_be16(opt + 1) == KG_DNS_TYPE_OPT && kg_be16(opt + 9) == 0 ?
+	       KG_DNS_OPT_LEN : 0;
+}
+
 /* Rewrites the query into its answer, in place; `trunc`: the empty
  * truncated answer of the rate limit's slip instead. Returns the frame's new
  * length, or 0 when it does not fit in room bytes. The checksums are summed
@@ -389,25 +425,29 @@ kg_dns_build(const struct kg_dns_table *t, const struct kg_fib *f, uint8_t *fram
 {
 	uint8_t *ip = frame + RTE_ETHER_HDR_LEN, *udp = frame + q->l4, *d = udp + 8;
 	const struct kg_dns_ans *a = q->ans;
-	uint32_t body = trunc ? 0 : a->body_len, end = q->qend + body, ulen = end - q->l4;
+	const uint8_t *src = t->bodies + a->body_off;
+	uint32_t body = kg_dns_body_len(t, q, trunc), end = q->qend + body, ulen = end - q->l4;
 	uint32_t qlen = q->qend - (q->l4 + 8 + KG_DNS_HDR);
 	uint32_t flags = a->flags | KG_DNS_QR | (q->qflags & KG_DNS_RD);
-	uint32_t an = trunc ? 0 : a->an, ns = trunc ? 0 : a->ns, ar = trunc ? 0 : a->ar;
-	uint32_t sum, addr_sum, sport, dport, id;
+	uint32_t an = trunc ? 0 : a->an, ns = trunc ? 0 : a->ns, ar = trunc ? body != 0 : a->ar;
+	uint32_t sum, addr_sum, sport, dport, id, bs;
 	uint8_t tmp[16];
 
 	if (end > room)
 		return 0;
-	if (trunc)
+	if (trunc) {
+		/* empty, TC, but the OPT kept for an EDNS query (RFC 6891 §7):
+		 * the compiled answer's last record */
 		flags = (flags & (KG_DNS_QR | KG_DNS_AA | KG_DNS_RD | KG_DNS_RCODE)) | KG_DNS_TC;
+		src += a->body_len - body;
+	}
 	/* sums of what is read, before anything is written */
 	addr_sum = q->v6 ? rte_raw_cksum(ip + 8, 32) : rte_raw_cksum(ip + 12, 8);
 	sum = rte_raw_cksum(d + KG_DNS_HDR, qlen);
 	if (body) {
-		uint32_t bs = a->body_sum;
-
+		bs = trunc ? rte_raw_cksum(src, body) : a->body_sum;
 		sum += (qlen & 1) ? (uint16_t)(bs << 8 | bs >> 8) : bs;
-		memcpy(frame + q->qend, t->bodies + a->body_off, body);
+		memcpy(frame + q->qend, src, body);
 	}
 	sport = kg_be16(udp);
 	dport = kg_be16(udp + 2);

@@ -127,15 +127,31 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m,
 	   struct kg_dns_q *q, const uint32_t *src_nh, uint64_t now, struct kg_port_counters *c)
 {
 	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
-	uint32_t len;
+	uint32_t len, room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
+	uint8_t epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
+	uint8_t *stamp;
 	int r = parsed;
 
 	if (r == KG_DNS_ANSWERED)
 		r = kg_dns_route(&kg_fib, frame, src_nh, q);
+	if (r == KG_DNS_ANSWERED && q->qend + q->ans->body_len > room)
+		r = KG_DNS_MISS;        /* no room for the answer here: the responder's */
 	if (r != KG_DNS_ANSWERED) {
 		if (r == KG_DNS_MISS)
 			ctr_add(&c->dns_missed, 1);
 		return -1;
+	}
+	/* liveness, as for forwarded frames: the next hop is in use; the
+	 * client, when it is the next hop, heard or moved */
+	stamp = kg_fib.stamp[lcore][KG_STAMP_USED];
+	if (stamp[q->adj_idx] != epoch)
+		__atomic_store_n(&stamp[q->adj_idx], epoch, __ATOMIC_RELAXED);
+	if (q->moved || q->heard) {
+		uint32_t k = q->moved ? q->moved : q->heard;
+
+		stamp = kg_fib.stamp[lcore][q->moved ? KG_STAMP_MOVED : KG_STAMP_HEARD];
+		if (stamp[k] != epoch)
+			__atomic_store_n(&stamp[k], epoch, __ATOMIC_RELAXED);
 	}
 	r = kg_rrl_check(kg_rrl[lcore], t, q->src_key, now);
 	if (r == KG_RRL_DROP) {
@@ -143,12 +159,7 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m,
 		ctr_add(&c->drops[KG_DROP_DNS_RRL], 1);
 		return KG_MAX_PORTS;
 	}
-	len = kg_dns_build(t, &kg_fib, frame, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), q,
-			   r == KG_RRL_SLIP);
-	if (len == 0) {
-		ctr_add(&c->dns_missed, 1);
-		return -1;
-	}
+	len = kg_dns_build(t, &kg_fib, frame, room, q, r == KG_RRL_SLIP);
 	m->data_len = (uint16_t)len;
 	m->pkt_len = len;
 	m->ol_flags = 0;

@@ -194,16 +194,21 @@ def test_reload_under_a_query_stream_is_old_or_new(topo, tmp_path):
     assert seen.get("lost", 0) == 0
 
 
-# fires n queries at once, then reads what comes back for a second
+# fires n queries at once (every other one with EDNS), then reads what
+# comes back for a second
 BURST = r"""
 import socket, struct, sys, time
-from dnslib import DNSRecord
+from dnslib import DNSRecord, EDNS0
 n = int(sys.argv[1])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 s.connect(("10.0.0.1", 53))
-q = bytearray(DNSRecord.question("x.r.test", "A").pack())
+plain = bytearray(DNSRecord.question("x.r.test", "A").pack())
+e = DNSRecord.question("x.r.test", "A")
+e.add_ar(EDNS0(udp_len=1232))
+edns = bytearray(e.pack())
 for i in range(n):
+    q = edns if i & 1 else plain
     q[0:2] = struct.pack("!H", i)
     s.send(q)
 s.settimeout(1.0)
@@ -211,8 +216,11 @@ full = tc = 0
 try:
     while True:
         a = DNSRecord.parse(s.recv(4096))
+        opt = [r for r in a.ar if r.rtype == 41]
+        # an answer to an EDNS query carries our OPT, truncated or not
+        assert len(opt) == (a.header.id & 1) and len(a.ar) == len(opt), a
         if a.header.tc:
-            assert not a.rr and not a.auth and not a.ar
+            assert not a.rr and not a.auth
             tc += 1
         else:
             assert len(a.rr) == 2
@@ -247,3 +255,75 @@ def test_rate_limit_answers_truncates_and_drops(topo, tmp_path):
     assert abs(tc - over / 2) <= 1 and tc + dropped == over, (full, tc, dropped)
     assert answered == full + tc
     assert after["rx_packets"] - before["rx_packets"] >= 300
+
+
+# asks x.r.test A ten times a second for `secs`, printing the time of each answer
+ASK_STREAM = r"""
+import socket, struct, sys, time
+from dnslib import DNSRecord
+secs = float(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("10.0.0.1", 53))
+s.settimeout(0.1)
+q = bytearray(DNSRecord.question("x.r.test", "A").pack())
+end = time.monotonic() + secs
+i = 0
+while time.monotonic() < end:
+    i += 1
+    q[0:2] = struct.pack("!H", i & 0xffff)
+    s.send(q)
+    t0 = time.monotonic()
+    try:
+        while True:
+            a = s.recv(4096)
+            if a[:2] == q[:2]:
+                print(time.time(), flush=True)
+                break
+    except socket.timeout:
+        pass
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+"""
+
+
+def test_a_client_that_changes_its_mac_gets_answers_again(topo, tmp_path):
+    """A client asks only DNS, all answered in C (the kernel never sends it
+    anything), then changes its MAC without a gratuitous ARP: the answers
+    mark its neighbour as in use and the query from the new MAC as moved, so
+    the kernel checks it and answers reach the new MAC within 10 s."""
+    zone = tmp_path / "r.zone"
+    zone.write_text(ZONE.format(serial=1, records=OLD))
+    gw = start(topo, ["--dns-zone", str(zone), "--dns-rrl", "0"])
+    peer = topo.peers[0]
+    old_mac = sh("cat", "/sys/class/net/p0/address", ns=peer).stdout.strip()
+    try:
+        sh("sysctl", "-qw", "net.ipv4.conf.p0.arp_notify=0", ns=peer)
+        # the client never asks ARP for the gateway (which would tell the
+        # gateway its new MAC): only the gateway's own checks can find it
+        gw_mac = sh("cat", "/sys/class/net/vEth0/address", ns=topo.gw).stdout.strip()
+        sh("ip", "neigh", "replace", GW4, "lladdr", gw_mac, "nud", "permanent", "dev", "p0", ns=peer)
+        client = subprocess.Popen(["ip", "netns", "exec", peer, sys.executable, "-c", ASK_STREAM, "25"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: gw.port(0)["dns_answered"] >= 20, timeout=10, what="answers in C")
+        # a new MAC flushes the client's neighbours, its permanent ones too:
+        # the client pauses while the gateway's entry is put back
+        client.send_signal(signal.SIGSTOP)
+        sh("ip", "link", "set", "p0", "address", "02:00:00:00:43:43", ns=peer)
+        sh("ip", "neigh", "replace", GW4, "lladdr", gw_mac, "nud", "permanent", "dev", "p0", ns=peer)
+        changed = time.time()
+        client.send_signal(signal.SIGCONT)
+        out, err = client.communicate(timeout=60)
+        after = [float(x) for x in out.split() if float(x) > changed]
+
+        assert after, err
+        assert after[0] - changed < 10.0, after[0] - changed
+        neigh = sh("ip", "neigh", "show", "10.0.0.2", "dev", "vEth0", ns=topo.gw).stdout
+        assert "02:00:00:00:43:43" in neigh, neigh
+        # and answered in C again, to the new MAC
+        before = gw.port(0)["dns_answered"]
+        r = sh("dig", f"@{GW4}", "+short", "+nocookie", "x.r.test", ns=peer)   # a cookie goes to the responder
+        assert sorted(r.stdout.split()) == ["192.0.2.1", "192.0.2.2"]
+        assert gw.port(0)["dns_answered"] == before + 1
+    finally:
+        sh("ip", "link", "set", "p0", "address", old_mac, ns=peer, check=False)
+        sh("ip", "neigh", "del", GW4, "dev", "p0", ns=peer, check=False)
+        assert gw.stop() == 0
