@@ -259,6 +259,8 @@ int kg_fib_port_mtu6(unsigned int port_index, unsigned int mtu);
 /* Waits until no lcore can still use what was unlinked before the call. */
 void kg_sync(void);
 unsigned long long kg_fib_memory(void);
+/* 1 when the IPv4 table is looked up with AVX-512 (control/tables.c). */
+int kg_fib4_avx512(void);
 /* Neighbour liveness. The rx lcores stamp the adjacencies they forward to
  * ("used"), and, for frames forwarded from a neighbour's address, its
  * adjacency as "heard" (same source MAC) or "moved" (another source MAC).

@@ -38,6 +38,7 @@
 #ifndef KG_TABLES_H
 #define KG_TABLES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -77,6 +78,7 @@ struct kg_fib {
 	uint8_t fwd4[KG_MAX_PORTS];     /* ctl: w, rx: r; kernel forwarding sysctl */
 	uint8_t fwd6[KG_MAX_PORTS];
 	uint64_t memory;                /* ctl: w; bytes the tables take */
+	bool fib4_avx512;               /* ctl: w; fib4 looks up with AVX-512 */
 };
 
 /* in this shared object only: reached PC-relative, not through the GOT */

@@ -421,6 +421,10 @@ class Dataplane:
     def fib_memory(self) -> int:
         return lib.kg_fib_memory()
 
+    @staticmethod
+    def fib4_avx512() -> bool:
+        return bool(lib.kg_fib4_avx512())
+
     dns_publish = staticmethod(dns_publish)
     dns_unpublish = staticmethod(dns_unpublish)
     dns_memory = staticmethod(dns_memory)

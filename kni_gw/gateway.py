@@ -134,6 +134,9 @@ class Gateway:
         log.info("mbuf pool: %d mbufs of %d bytes (%.1f MiB), cache %d per lcore",
                  self.dp.mbufs, cfg.mbuf_size + 128, self.dp.mbufs * mbuf_bytes(cfg.mbuf_size) / 2**20,
                  self.dp.mbuf_cache)
+        log.info("route tables: %d IPv4 + %d IPv6 routes, %.0f MiB; IPv4 lookups %s",
+                 cfg.tables.routes4, cfg.tables.routes6, self.dp.fib_memory() / 2**20,
+                 "with AVX-512" if self.dp.fib4_avx512() else "scalar/AVX2 (rte_fib's choice)")
         for p in cfg.ports:
             info = self.dp.port_info(p.port)
             spread = {"rss": ", flows spread by RSS", "driver": ", flows spread by the driver",

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include <rte_errno.h>
+#include <rte_cpuflags.h>
 #include <rte_malloc.h>
+#include <rte_vect.h>
 
 #include "tables.h"
 #include "kg_internal.h"
@@ -62,6 +64,37 @@ heap_used(void)
 	return sum;
 }
 
+/* The IPv4 FIB's AVX-512 lookup, where the CPU has it: 11% more frames a
+ * second on one lcore (bench_fastpath.py, 22.9 -> 25.4 Mpps). rte_fib picks
+ * it only under EAL's SIMD limit, 256 bits unless told otherwise; the limit
+ * is raised for this choice alone and put back, so that drivers keep their
+ * own. A limit the user forced (--force-max-simd-bitwidth) is kept. */
+static void
+fib4_vector_lookup(void)
+{
+#ifdef RTE_ARCH_X86
+	uint16_t was = rte_vect_get_max_simd_bitwidth();
+
+	if (was >= RTE_VECT_SIMD_512) {
+		/* allowed already: rte_fib took the best it has */
+		kg_fib.fib4_avx512 = rte_cpu_get_flag_enabled(RTE_CPUFLAG_AVX512F) > 0;
+		return;
+	}
+	if (!rte_cpu_get_flag_enabled(RTE_CPUFLAG_AVX512F) ||
+	    rte_vect_set_max_simd_bitwidth(RTE_VECT_SIMD_512) != 0)
+		return;
+	if (rte_fib_select_lookup(kg_fib.fib4, RTE_FIB_LOOKUP_DIR24_8_VECTOR_AVX512) == 0)
+		kg_fib.fib4_avx512 = true;
+	rte_vect_set_max_simd_bitwidth(was);
+#endif
+}
+
+int
+kg_fib4_avx512(void)
+{
+	return kg_fib.fib4_avx512;
+}
+
 int
 kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 {
@@ -87,6 +120,7 @@ kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen)
 		       "--max-routes", c4.max_routes, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
+	fib4_vector_lookup();
 	kg_fib.lpm6 = rte_lpm6_create("kg_lpm6", rte_socket_id(), &c6);
 	if (kg_fib.lpm6 == NULL) {
 		kg_err(err, errlen,
