@@ -225,9 +225,16 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	 * whole burst before any is answered (datapath/dns.h) */
 	if (dns) {
 		for (i = 0; i < nb; i++) {
-			dparsed[i] = pkts[i]->nb_segs != 1 ? KG_DNS_NOT_DNS :
-				     (uint8_t)kg_dns_parse(dns, rte_pktmbuf_mtod(pkts[i], const uint8_t *),
-							   rte_pktmbuf_data_len(pkts[i]), &dq[i]);
+			const uint8_t *fr = rte_pktmbuf_mtod(pkts[i], const uint8_t *);
+			uint32_t flen = rte_pktmbuf_data_len(pkts[i]);
+
+			/* IPv4 to a local address (its lookup is done), or IPv6:
+			 * forwarded frames are passed over at once */
+			dparsed[i] = KG_DNS_NOT_DNS;
+			if (pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
+			    (pre[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
+				continue;
+			dparsed[i] = (uint8_t)kg_dns_parse(dns, fr, flen, &dq[i]);
 			if (dparsed[i] == KG_DNS_ANSWERED)
 				kg_dns_prefetch_slot(dns, dq[i].hash);
 		}
