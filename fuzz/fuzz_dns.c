@@ -241,6 +241,16 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		qlen = well_formed(exact + 14 + l3 + 8, ulen - 8, &qtype, &edns);
 		assert(qlen != 0);
 		assert(q.rec->qtype == qtype && q.rec->edns == edns);
+		{
+			/* the entry's name is the query's, lowered byte by byte */
+			const unsigned char *qn = exact + 14 + l3 + 8 + 12;
+			const uint8_t *rn = kg_dns_rec_name(t, q.rec);
+			unsigned int k;
+
+			assert(q.rec->name_len == qlen - 12 - 4);
+			for (k = 0; k < q.rec->name_len; k++)
+				assert(rn[k] == (qn[k] >= 'A' && qn[k] <= 'Z' ? qn[k] + 32 : qn[k]));
+		}
 		assert(q.qend == 14 + l3 + 8 + qlen);
 		out = malloc(room);
 		memcpy(out, exact, len);

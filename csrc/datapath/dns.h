@@ -29,6 +29,7 @@
 #define KG_DNS_H
 
 #include <rte_ip.h>
+#include <rte_memcpy.h>
 #include <rte_prefetch.h>
 
 #include "datapath/classify.h"
@@ -102,7 +103,7 @@ struct kg_dns_q {
 	uint32_t l4;            /* offset of the UDP header */
 	uint32_t qend;          /* offset of the end of the question */
 	uint32_t name_len;
-	uint8_t name[KG_DNS_NAME_MAX + 1];      /* wire form, lower case */
+	uint8_t name[KG_DNS_NAME_MAX + 1 + 8];  /* wire form, lower case, zeros after */
 	const struct kg_dns_rec *rec;
 	const struct kg_dns_ans *ans;
 	unsigned int egress;    /* port index of the route back */
@@ -113,21 +114,75 @@ struct kg_dns_q {
 	uint64_t src_key;       /* the client's /24 or /56, for the rate limit */
 };
 
+/* The hash of a question: its name taken 8 bytes at a time as native
+ * words (the last one zero-padded), its type, shape and length. */
+static inline uint64_t
+kg_dns_hash_init(uint32_t len, uint32_t qtype, uint32_t edns)
+{
+	return 0x9e3779b97f4a7c15ULL ^ ((uint64_t)qtype << 8 | edns | (uint64_t)len << 32);
+}
+
+static inline uint64_t
+kg_dns_hash_step(uint64_t h, uint64_t w)
+{
+	h = (h ^ w) * 0xff51afd7ed558ccdULL;
+	return h ^ (h >> 32);
+}
+
+static inline uint32_t
+kg_dns_hash_final(uint64_t h)
+{
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return (uint32_t)(h ^ (h >> 29));
+}
+
 static inline uint32_t
 kg_dns_hash(const uint8_t *name, uint32_t len, uint32_t qtype, uint32_t edns)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)qtype << 8 | edns | (uint64_t)len << 32);
+	uint64_t h = kg_dns_hash_init(len, qtype, edns);
 	uint32_t i;
 
 	for (i = 0; i < len; i += 8) {
 		uint64_t w = 0;
 
 		memcpy(&w, name + i, len - i >= 8 ? 8 : len - i);
-		h = (h ^ w) * 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
+		h = kg_dns_hash_step(h, w);
 	}
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	return (uint32_t)(h ^ (h >> 29));
+	return kg_dns_hash_final(h);
+}
+
+/* Names equal, byte for byte (both already lower case). */
+static inline int
+kg_dns_name_eq(const uint8_t *a, const uint8_t *b, uint32_t len)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, y;
+
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if (x != y)
+			return 0;
+	}
+	for (; i < len; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* ASCII upper case to lower case in the 8 bytes of w, the others kept
+ * (label lengths, 0-63, are never letters: a wire name is lowered whole). */
+static inline uint64_t
+kg_lower8(uint64_t w)
+{
+	const uint64_t hi = 0x8080808080808080ULL;
+	uint64_t low7 = w & ~hi;
+	uint64_t ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL;  /* bit 7 set from 'A' (0x41) up */
+	uint64_t gt_z = low7 + 0x2525252525252525ULL;  /* bit 7 set above 'Z' (0x5a) */
+	uint64_t upper = (ge_a ^ gt_z) & ~w & hi;
+
+	return w | upper >> 2;
 }
 
 static inline const uint8_t *
@@ -157,7 +212,7 @@ kg_dns_lookup(const struct kg_dns_table *t, const uint8_t *name, uint32_t len, u
 		if (r->name_len == 0)
 			return NULL;
 		if (r->hash == h && r->name_len == len && r->qtype == qtype && r->edns == edns &&
-		    memcmp(kg_dns_rec_name(t, r), name, len) == 0)
+		    kg_dns_name_eq(kg_dns_rec_name(t, r), name, len))
 			return r;
 	}
 	return NULL;
@@ -264,30 +319,57 @@ kg_dns_parse(const struct kg_dns_table *t, const uint8_t *frame, uint32_t len, s
 	if (kg_be16(d + 4) != 1 || kg_be16(d + 6) != 0 || kg_be16(d + 8) != 0 || kg_be16(d + 10) > 1)
 		return KG_DNS_MISS;
 	q->edns = (uint8_t)kg_be16(d + 10);
-	/* the name, lower case, without compression */
+	/* the name, without compression: its labels walked */
 	pos = KG_DNS_HDR;
-	n = 0;
 	for (;;) {
-		uint32_t l = d[pos], j;
+		uint32_t l = d[pos];
 
 		if (l == 0)
 			break;
-		if (l > 63 || n + l + 1 >= KG_DNS_NAME_MAX || pos + 1 + l >= dlen)
+		if (l > 63 || pos + 1 + l >= dlen)
 			return KG_DNS_MISS;
-		q->name[n++] = (uint8_t)l;
-		for (j = 1; j <= l; j++) {
-			uint8_t c = d[pos + j];
-
-			q->name[n++] = c + (uint8_t)((uint8_t)(c - 'A') < 26u) * 32;
-		}
 		pos += 1 + l;
 	}
-	q->name[n++] = 0;
 	pos++;
-	if (pos + 4 > dlen || kg_be16(d + pos + 2) != KG_DNS_CLASS_IN)
+	n = pos - KG_DNS_HDR;           /* its length, the root's byte included */
+	if (n > KG_DNS_NAME_MAX || pos + 4 > dlen || kg_be16(d + pos + 2) != KG_DNS_CLASS_IN)
 		return KG_DNS_MISS;
 	q->qtype = (uint16_t)kg_be16(d + pos);
 	pos += 4;
+	/* then lowered and hashed 8 bytes at a time, in registers (bytes
+	 * stored one by one and read back as a word would stall): the name
+	 * and the 4 bytes after it are in the message, so a word that would
+	 * run past its end is read as the message's last 8 bytes, shifted */
+	{
+		uint64_t h = kg_dns_hash_init(n, q->qtype, q->edns), w;
+		uint32_t i;
+
+		for (i = 0; i < n; i += 8) {
+			uint32_t at = KG_DNS_HDR + i;
+
+			if (at + 8 <= dlen) {
+				memcpy(&w, d + at, 8);
+			} else {
+				memcpy(&w, d + dlen - 8, 8);
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+				w >>= 8 * (at + 8 - dlen);
+#else
+				w <<= 8 * (at + 8 - dlen);
+#endif
+			}
+			if (n - i < 8) {        /* past the name: zeros */
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+				w &= (1ULL << (8 * (n - i))) - 1;
+#else
+				w &= ~0ULL << (8 * (8 - (n - i)));
+#endif
+			}
+			w = kg_lower8(w);
+			memcpy(q->name + i, &w, 8);
+			h = kg_dns_hash_step(h, w);
+		}
+		q->hash = kg_dns_hash_final(h);
+	}
 	payload = 512;
 	if (q->edns) {
 		/* root owner, type OPT, payload, ext rcode 0, version 0, no
@@ -306,7 +388,6 @@ kg_dns_parse(const struct kg_dns_table *t, const uint8_t *frame, uint32_t len, s
 	q->v6 = (uint8_t)v6;
 	q->l4 = (uint32_t)(udp - frame);
 	q->qend = (uint32_t)(d - frame) + pos;
-	q->hash = kg_dns_hash(q->name, n, q->qtype, q->edns);
 	return KG_DNS_ANSWERED;
 }
 
@@ -447,7 +528,7 @@ kg_dns_build(const struct kg_dns_table *t, const struct kg_fib *f, uint8_t *fram
 	if (body) {
 		bs = trunc ? rte_raw_cksum(src, body) : a->body_sum;
 		sum += (qlen & 1) ? (uint16_t)(bs << 8 | bs >> 8) : bs;
-		memcpy(frame + q->qend, src, body);
+		rte_memcpy(frame + q->qend, src, body);
 	}
 	sport = kg_be16(udp);
 	dport = kg_be16(udp + 2);
