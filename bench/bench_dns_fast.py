@@ -30,7 +30,6 @@ import random
 import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,14 +61,14 @@ def write_queries(path, misses):
         if i % 8 == 3:
             name = "".join(c.upper() if rnd.random() < 0.5 else c for c in name)
         qtype = "AAAA" if i % 3 == 0 else "A"
-        ar, do = None, False
+        ar = None
         if i % 4 == 1:
             ar = DNSRROPT(rclass=1232, z=0)         # scapy sets DO unless told
         if misses and i % 10 == 7:
             if i % 20 == 7:
                 name = f"nx{i}.bench.test"
             else:
-                ar, do = DNSRROPT(rclass=1232, z=0x8000), True
+                ar = DNSRROPT(rclass=1232, z=0x8000)   # DO: the responder's
         dns = DNS(id=i & 0xffff, rd=1, qd=DNSQR(qname=name, qtype=qtype), ar=ar)
         p = Ether(dst=PCAP_MAC, src="02:00:00:00:0b:00") / \
             IP(src=f"10.2.{(i >> 8) & 15}.{1 + (i & 255) % 254}", dst="10.0.0.1") / \

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <rte_eal.h>
+#include "fuzz_setup.h"
 
 #include "kg_internal.h"
 
@@ -48,23 +48,16 @@ ip4(int a, int b, int c, int d)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char *eal[] = { "fuzz", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
-			"--log-level=error", NULL };
-	struct kg_fib_conf conf = { .routes4 = 1024, .tbl8s4 = 64, .routes6 = 1024, .tbl8s6 = 64 };
 	/* adjacencies 32 (port 1), 33 (port 0), 34 (never resolved), 35
 	 * (port 2, small MTU); slot 3: 32 and 35 weighted 3:1; slot 4 punts */
 	unsigned int grp[4] = { 32, 32, 32, 35 };
 	unsigned char v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1 };
 	unsigned char zero6[16] = { 0 };
-	char err[256];
 	int rc = 0;
 
 	(void)argc;
 	(void)argv;
-	if (rte_eal_init(7, eal) < 0 || kg_fib_create(&conf, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fuzz: set-up failed: %s\n", err);
-		abort();
-	}
+	fuzz_tables();
 	rc |= kg_fib_port(0, mac0, 1500);
 	rc |= kg_fib_port(1, mac1, 1500);
 	rc |= kg_fib_port(2, mac2, 1000);

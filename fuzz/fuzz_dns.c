@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <rte_eal.h>
+#include "fuzz_setup.h"
 
 #include "datapath/dns.h"
 #include "kg_internal.h"
@@ -46,9 +46,6 @@ ip4(int a, int b, int c, int d)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char *eal[] = { "fuzz", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
-			"--log-level=error", NULL };
-	struct kg_fib_conf conf = { .routes4 = 1024, .tbl8s4 = 64, .routes6 = 1024, .tbl8s6 = 64 };
 	static const unsigned char names[] = "\7example\4test\0\3www\7example\4test\0"
 					     "\2gw\7example\4test\0";
 	unsigned char a6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1 };
@@ -61,10 +58,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	if (rte_eal_init(7, eal) < 0 || kg_fib_create(&conf, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fuzz: set-up failed: %s\n", err);
-		abort();
-	}
+	fuzz_tables();
 	for (i = 0; i < sizeof(body_small); i++)
 		body_small[i] = (unsigned char)(i * 7 + 1);
 	for (i = 0; i < sizeof(body_big); i++)

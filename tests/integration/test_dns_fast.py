@@ -14,7 +14,6 @@ the responder behind vEth0.
   dropped and counted.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -8,8 +8,6 @@ fanout hash here, qpairs=2)."""
 import subprocess
 import sys
 
-import pytest
-
 from .harness import Topology, ping, sh, veth_up, wait_for
 from .test_fastpath import udp_blast, udp_sink
 

@@ -1,28 +1,16 @@
 """The C classifier and forwarding rewrite (DESIGN.md section 2) over real
 DPDK LPM tables, without ports: EAL runs in this process with --no-huge
 --no-shconf, on a thread of its own (EAL pins the thread that starts it)."""
-import socket
 
 import pytest
 from scapy.all import ARP, Dot1Q, Ether, ICMPv6ND_NS, IP, IPOption_RR, IPv6, IPv6ExtHdrHopByHop, Raw, UDP
 
+from .frames import mac, v4, v6
 from kni_gw.dataplane import classify, ffi, lib
 
 MAC0, MAC1 = "02:00:00:00:00:a0", "02:00:00:00:00:a1"
 PEER0, PEER1 = "02:00:00:00:00:b0", "02:00:00:00:00:b1"
 ADJ_PEER1, ADJ_OTHER, ADJ_UNRESOLVED, ADJ_C1 = 32, 33, 34, 35
-
-
-def mac(s):
-    return bytes(int(x, 16) for x in s.split(":"))
-
-
-def v4(ip):
-    return int.from_bytes(socket.inet_aton(ip), "little")
-
-
-def v6(ip):
-    return socket.inet_pton(socket.AF_INET6, ip)
 
 
 @pytest.fixture(scope="module", autouse=True)

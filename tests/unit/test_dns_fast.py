@@ -3,13 +3,13 @@ compiled from (kni_gw/dns.py): over real tables, without ports (EAL in this
 process, as the classifier's tests). Every answer C gives must be the
 responder's to the same query bytes, byte for byte; what C must not answer
 it must leave to the kernel."""
-import socket
 import struct
 
 import pytest
 from scapy.all import IP, UDP, Ether, IPv6
 from scapy.layers.inet import checksum
 
+from .frames import mac, v4, v6
 from kni_gw.dataplane import dns_publish, dns_unpublish, ffi, lib
 from kni_gw.dns import DnsServer
 from kni_gw.dnsfast import compile_answers, pack, responder_view
@@ -21,18 +21,6 @@ OURS4, OURS6 = "10.77.0.1", "2001:db8:77::1"
 CLI4, CLI6 = "10.77.0.2", "2001:db8:77::2"
 FAR4 = "10.78.5.9"          # a client behind a router
 PORT = 3  # a port index of these tests' own
-
-
-def mac(s):
-    return bytes(int(x, 16) for x in s.split(":"))
-
-
-def v4(ip):
-    return int.from_bytes(socket.inet_aton(ip), "little")
-
-
-def v6(ip):
-    return socket.inet_pton(socket.AF_INET6, ip)
 
 
 @pytest.fixture(scope="module")
