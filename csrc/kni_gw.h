@@ -373,6 +373,18 @@ unsigned long long kg_dns_memory(void);
 int kg_dns_test(unsigned int in_port, unsigned char *frame, unsigned int len, unsigned int room,
 		unsigned int *out_len, unsigned int *egress);
 
+/* The response-rate limit (datapath/rrl.h) on its own, for tests: n
+ * answers to client prefixes keys[i] at times us[i] (microseconds), on a
+ * fresh table of buckets with this rate and slip; out[i] gets
+ * KG_RRL_PASS, KG_RRL_SLIP or KG_RRL_DROP. kg_rrl_slot: the slot a prefix
+ * takes (prefixes that share one share a bucket). */
+#define KG_RRL_PASS 0
+#define KG_RRL_SLIP 1
+#define KG_RRL_DROP 2
+int kg_rrl_test(unsigned int rate, unsigned int slip, const unsigned long long *keys,
+		const unsigned long long *us, unsigned int n, int *out);
+unsigned int kg_rrl_slot(unsigned long long key);
+
 /* Name of reason/class idx of a kind (KG_NAME_*), or NULL past the end. */
 const char *kg_name(int kind, unsigned int idx);
 /* KG_STAGE_* of a drop reason, or -EINVAL. */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <rte_malloc.h>
 #include <rte_random.h>
@@ -17,6 +18,14 @@
 struct kg_dns_table *kg_dns_tab;
 struct kg_rrl_slot *kg_rrl[RTE_MAX_LCORE];
 uint64_t kg_rrl_seed;
+
+/* The rate limit's hash key, drawn once, before any lcore can use it. */
+static void
+rrl_seed(void)
+{
+	if (kg_rrl_seed == 0)
+		kg_rrl_seed = rte_rand() | 1;
+}
 
 static uint32_t
 pow2_at_least(uint32_t n)
@@ -112,8 +121,7 @@ kg_dns_publish(const struct kg_dns_conf *conf, const struct kg_dns_entry *e, uns
 		if (t->rrl_cost == 0)
 			t->rrl_cost = 1;
 		t->rrl_slip = conf->rrl_slip;
-		if (kg_rrl_seed == 0)
-			kg_rrl_seed = rte_rand() | 1;  /* published with the table (release) */
+		rrl_seed();      /* published with the table (release) */
 		for (l = 0; l < RTE_MAX_LCORE; l++) {
 			if (kg.lcore[l].n_rx == 0 || kg_rrl[l])
 				continue;
@@ -195,6 +203,34 @@ kg_dns_free(void)
 		rte_free(kg_rrl[l]);
 		kg_rrl[l] = NULL;
 	}
+}
+
+int
+kg_rrl_test(unsigned int rate, unsigned int slip, const unsigned long long *keys,
+	    const unsigned long long *us, unsigned int n, int *out)
+{
+	struct kg_rrl_slot *tab = calloc(KG_RRL_SLOTS, sizeof(*tab));
+	struct kg_dns_table t = { 0 };
+	uint64_t hz = rte_get_tsc_hz();
+	unsigned int i;
+
+	if (tab == NULL)
+		return -ENOMEM;
+	rrl_seed();
+	t.rrl_cost = rate ? RTE_MAX(hz / rate, (uint64_t)1) : 0;
+	t.rrl_depth = hz;
+	t.rrl_slip = slip;
+	for (i = 0; i < n; i++)
+		out[i] = kg_rrl_check(tab, &t, keys[i], hz + us[i] * hz / 1000000);
+	free(tab);
+	return 0;
+}
+
+unsigned int
+kg_rrl_slot(unsigned long long key)
+{
+	rrl_seed();
+	return kg_rrl_index(key);
 }
 
 int

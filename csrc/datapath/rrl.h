@@ -32,23 +32,29 @@ extern KG_LOCAL struct kg_rrl_slot *kg_rrl[RTE_MAX_LCORE];
  * published (release), lcores r */
 extern KG_LOCAL uint64_t kg_rrl_seed;
 
-#define KG_RRL_PASS 0
-#define KG_RRL_SLIP 1
-#define KG_RRL_DROP 2
+/* KG_RRL_PASS, KG_RRL_SLIP, KG_RRL_DROP: kni_gw.h */
+
+static inline uint32_t
+kg_rrl_index(uint64_t key)
+{
+	uint64_t h;
+
+	key |= 1ULL << 62;                      /* never 0, the empty slot's */
+	h = (key ^ kg_rrl_seed) * 0x9e3779b97f4a7c15ULL;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return (uint32_t)(h >> 40) & (KG_RRL_SLOTS - 1);
+}
 
 static inline int
 kg_rrl_check(struct kg_rrl_slot *tab, const struct kg_dns_table *t, uint64_t key, uint64_t now)
 {
 	struct kg_rrl_slot *s;
-	uint64_t h;
 
 	if (t->rrl_cost == 0 || tab == NULL)
 		return KG_RRL_PASS;
-	key |= 1ULL << 62;                      /* never 0, the empty slot's */
-	h = (key ^ kg_rrl_seed) * 0x9e3779b97f4a7c15ULL;
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	s = &tab[(h >> 40) & (KG_RRL_SLOTS - 1)];
+	s = &tab[kg_rrl_index(key)];
+	key |= 1ULL << 62;
 	if (s->key != key) {
 		/* a newcomer: a full bucket only in a slot idle long enough to
 		 * have filled up; else it shares what is left */
