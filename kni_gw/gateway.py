@@ -258,8 +258,7 @@ class Gateway:
                  "started": self.started}
         if self.dns is not None:
             extra["dns"] = self.dns.stats.view()
-            if self.dns_fast is not None:
-                extra["dns_fast"] = self.dns_fast.view()
+            extra["dns_fast"] = self.dns_fast.view() if self.dns_fast is not None else {"off": True}
         return extra
 
     def _raw_view(self) -> dict:
@@ -342,6 +341,8 @@ class Gateway:
             from .dnsfast import DnsFast
             self.dns_fast = DnsFast(self.dp, self.dns, cfg.dns_rrl, cfg.dns_rrl_slip)
             self.dns_fast.start()
+        else:
+            log.info("dns: answers in C off (--dns-fast off): every query goes through vEthN to the responder")
         if cfg.dns_listen:
             self.dns.listen([parse_hostport(a)[0] for a in cfg.dns_listen])
         # the vEth addresses as they come and go: listened on (unless

@@ -253,11 +253,13 @@ def render_text(view: Dict[str, Any], width: Optional[int] = None) -> str:
             f"malformed {d.get('malformed', 0)}", f"forwarded {d.get('forwarded', 0)}",
             f"reloads {d.get('reloads', 0)}"], width)
         f = view.get("dns_fast")
-        if f is not None:
+        if f is not None and f.get("off"):
+            out += wrap_items("dns in C: ", ["off (--dns-fast off)"], width)
+        elif f is not None:
             out += wrap_items("dns in C: ", [
                 f"answered {sum(p['dns_answered'] for p in view['ports'])}",
                 f"missed {sum(p['dns_missed'] for p in view['ports'])}",
-                f"rate-limited {sum(p['drops'].get('dns_rrl', 0) for p in view['ports'])}",
+                f"dropped by the rate limit {sum(p['drops'].get('dns_rrl', 0) for p in view['ports'])}",
                 f"table {f['entries']} answers ({f['memory'] // 1024} KiB, compiled in {f['compile_seconds']} s)",
                 f"limit {f['rrl']}/s per client prefix" if f["rrl"] else "no rate limit"], width)
     out.append(f"mbufs in use: {view['mbufs_in_use']} of {view['mbufs_total']}")

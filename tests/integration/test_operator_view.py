@@ -256,3 +256,25 @@ def test_quiet_start_up_real_errors_shown_log_level_shows_all(topo, gateways):
     lines = r.stderr.splitlines()
     assert any("SIOCGIFINDEX" in ln and not ln.startswith("kni-gw: ") for ln in lines), r.stderr
     assert lines[-1].startswith("kni-gw: error:"), r.stderr
+
+
+def test_cleanup_without_a_prefix_finds_the_default_ones_leftovers():
+    """What an instance of the default prefix left without its control
+    socket (its run directory) is found by a bare `kni-gw cleanup`; a live
+    one is never touched."""
+    from kni_gw import instance
+    run_dir = "/var/run/dpdk/kni-gw"
+    if instance.remains("kni-gw").alive:
+        r = subprocess.run([kni_gw_bin(), "cleanup"], capture_output=True, text=True)
+        assert "--file-prefix kni-gw: in use" in r.stdout and os.path.isdir(run_dir), r.stdout
+        return
+    made = not os.path.exists(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        open(os.path.join(run_dir, "config"), "w").close()
+        r = subprocess.run([kni_gw_bin(), "cleanup"], capture_output=True, text=True)
+        assert r.returncode == 0 and f"--file-prefix kni-gw: removed {run_dir}" in r.stdout, r.stdout
+        assert not os.path.exists(run_dir)
+    finally:
+        if made and os.path.isdir(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)

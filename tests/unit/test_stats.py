@@ -135,3 +135,10 @@ def test_text_at_80_columns_splits_whole_columns():
     assert cols == ["Lcore(RX/TX/EXC)", "rx_packets", "rx_dropped", "tx_packets", "tx_dropped", "vEth",
                     "to_kernel", "from_kernel", "kernel_dropped", "forwarded", "dns_answered"][:len(cols)]
     assert len(cols) == 11
+
+
+def test_dns_in_c_off_is_said():
+    v, _ = busy_view()
+    v["dns_fast"] = {"off": True}
+    t = render_text(v, 80)
+    assert "dns in C: off (--dns-fast off)" in t
