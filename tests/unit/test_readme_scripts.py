@@ -33,3 +33,14 @@ def test_every_script_the_readme_names_is_executable():
                                          f"git update-index --chmod=+x {s}"
         with open(os.path.join(TOP, s)) as f:
             assert f.readline().startswith("#!"), f"{s} has no #! line"
+
+
+def test_readme_commands_run_as_root_without_sudo():
+    """Every command in the README's shell blocks runs as written by root on
+    a machine without sudo (a fresh Debian 12 has none for root)."""
+    text = open(os.path.join(TOP, "README.md")).read()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    assert blocks
+    for b in blocks:
+        for line in b.splitlines():
+            assert not re.search(r"(^|[;&|]\s*)sudo\s", line), line
