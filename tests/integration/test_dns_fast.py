@@ -164,7 +164,9 @@ def test_reload_under_a_query_stream_is_old_or_new(topo, tmp_path):
         before = gw.port(0)
         client = subprocess.Popen(["ip", "netns", "exec", topo.peers[0], sys.executable, "-c", STREAM, "6"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)          # the stream runs on the old zone meanwhile
+        # the stream has had old answers for a while (in C) before the reload
+        wait_for(lambda: gw.port(0)["dns_answered"] - before["dns_answered"] >= 2000, timeout=20,
+                 what="a stream of answers on the old zone")
         zone.write_text(ZONE.format(serial=2, records=NEW))
         start_line = len(gw.err)
         gw.send(signal.SIGHUP)
