@@ -114,6 +114,10 @@ def carried(topo, gw, mtu, n=20):
                  "from_kernel": n, "tx_packets": n, "tx_bytes": n * (mtu + 14), "forwarded": 0,
                  "drops": {}}, d
 
+    # the path through both ports at this MTU: a port that has just taken a
+    # new MTU may still be restarting (net_af_xdp rebuilds its socket)
+    wait_for(lambda: ping(topo.peers[0], "10.1.0.2", count=1, size=size, extra=["-M", "do"],
+                          wait=1).returncode == 0, timeout=10, what=f"a {mtu}-byte ping through the gateway")
     before = ports(gw)
     r = ping(topo.peers[0], "10.1.0.2", count=n, size=size, extra=["-M", "do"], wait=2)
     assert " 0% packet loss" in r.stdout, (mtu, r.stdout, r.stderr)
