@@ -15,7 +15,7 @@ from typing import List, NoReturn, Optional
 import click
 
 from . import __version__
-from .config import DEFAULT_FILE_PREFIX, HelpRequested, build_config
+from .config import HelpRequested, build_config
 from .errors import KniGwError
 
 PROG = "kni-gw"
@@ -232,10 +232,6 @@ def cleanup_cmd(file_prefix: Optional[str]) -> None:
     if os.geteuid() != 0:
         die("kni-gw cleanup must run as root (hugepage files, /var/run/dpdk): use sudo")
     prefixes = [file_prefix] if file_prefix else instance.known_prefixes()
-    if not file_prefix and DEFAULT_FILE_PREFIX not in prefixes and \
-            not instance.remains(DEFAULT_FILE_PREFIX).empty:
-        # the default prefix is kni-gw's own even when its socket is gone
-        prefixes.append(DEFAULT_FILE_PREFIX)
     busy = False
     for p in prefixes:
         r = instance.remains(p)

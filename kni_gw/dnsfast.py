@@ -215,7 +215,6 @@ class DnsFast:
         self.job: Optional[threading.Thread] = None
         self.generation = 0
         self.result: Optional[Tuple[int, Zones, Optional[Packed], float, int]] = None
-        self.published_at: Optional[float] = None
         self.stats = {"entries": 0, "compile_seconds": 0.0, "compiles": 0, "memory": 0}
 
     def fileno(self) -> int:
@@ -311,7 +310,6 @@ class DnsFast:
             return False
         self.stats["entries"] = p.n
         self.stats["memory"] = self.dp.dns_memory()
-        self.published_at = time.time()
         return True
 
     def view(self) -> Dict[str, object]:

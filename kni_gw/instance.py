@@ -157,12 +157,18 @@ def remains(prefix: str, huge_dir: Optional[str] = None) -> Remains:
 
 
 def known_prefixes() -> List[str]:
-    """Prefixes kni-gw has run with here: its control sockets name them."""
+    """Prefixes kni-gw has run with here: its control sockets name them, and
+    the default prefix (kni-gw's own) whenever it left anything, socket or
+    not."""
+    from .config import DEFAULT_FILE_PREFIX
     try:
         names = os.listdir(RUN_DIR)
     except OSError:
-        return []
-    return sorted(n[:-5] for n in names if n.endswith(".sock"))
+        names = []
+    out = {n[:-5] for n in names if n.endswith(".sock")}
+    if DEFAULT_FILE_PREFIX not in out and not remains(DEFAULT_FILE_PREFIX).empty:
+        out.add(DEFAULT_FILE_PREFIX)
+    return sorted(out)
 
 
 def remove(r: Remains) -> Remains:

@@ -34,7 +34,6 @@
 
 #include "datapath/classify.h"
 
-#define KG_DNS_PORT_DEFAULT 53
 #define KG_DNS_HDR 12
 #define KG_DNS_OPT_LEN 11
 #define KG_DNS_QR 0x8000
