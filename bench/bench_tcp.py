@@ -71,15 +71,16 @@ def linux_router(topo):
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=topo.gw)
 
 
-def vdevs(topo, qpairs):
+def vdevs(topo, qpairs, framecnt=0):
     out = []
     for k in range(topo.nports):
-        out += ["--vdev", f"net_af_packet{k},iface=g{k}" + (f",qpairs={qpairs}" if qpairs > 1 else "")]
+        out += ["--vdev", f"net_af_packet{k},iface=g{k}" + (f",qpairs={qpairs}" if qpairs > 1 else "")
+                + (f",framecnt={framecnt}" if framecnt else "")]
     return out
 
 
-def start_kni_gw(topo, qpairs):
-    eal = ["-l", "0-1", "--no-pci", "--file-prefix", topo.tag, "--no-huge", "-m", "256"] + vdevs(topo, qpairs)
+def start_kni_gw(topo, qpairs, framecnt=0):
+    eal = ["-l", "0-1", "--no-pci", "--file-prefix", topo.tag, "--no-huge", "-m", "256"] + vdevs(topo, qpairs, framecnt)
     g = Gateway(topo, ["-p", "0x3", "--config", CONFIG], eal=eal).wait_ready()
     for k in range(topo.nports):
         sh("ip", "addr", "add", f"10.{k}.0.1/24", "dev", f"vEth{k}", ns=topo.gw)
@@ -133,6 +134,9 @@ def main() -> int:
     ap.add_argument("--qpairs", type=int, default=2,
                     help="net_af_packet qpairs: 2 gives every forwarding lcore its own tx queue "
                          "(1: forwarded frames cross to the tx lcore through a fifo)")
+    ap.add_argument("--framecnt", type=int, default=0,
+                    help="net_af_packet framecnt: frames in each queue's kernel ring (0: kni-gw's default, 8192; "
+                         "512 is DPDK's)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
@@ -146,7 +150,7 @@ def main() -> int:
         linux_router(lt)
         for t in (kt, lt):
             procs.append(Proc(["iperf3", "-s"], ns=t.peers[1]))
-        g = start_kni_gw(kt, args.qpairs)
+        g = start_kni_gw(kt, args.qpairs, args.framecnt)
         reachable(lt)
         reachable(kt)
         for t in (kt, lt):
@@ -156,7 +160,7 @@ def main() -> int:
 
         print(f"== TCP, iperf3 -c {SERVER} -t {args.time} -P {args.parallel}, peer0 -> gateway -> peer1 "
               f"over veth; load average {open('/proc/loadavg').read().split()[0]}")
-        print(f"   kni-gw: -l 0-1 --no-huge -m 256 {' '.join(vdevs(kt, args.qpairs))} "
+        print(f"   kni-gw: -l 0-1 --no-huge -m 256 {' '.join(vdevs(kt, args.qpairs, args.framecnt))} "
               f"-p 0x3 --config \"{CONFIG}\"")
         res = {"linux": [], "kni-gw": []}
         for i in range(args.runs):

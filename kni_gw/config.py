@@ -235,6 +235,7 @@ class RunConfig:
     max_routes: Optional[TableSizes] = None   # --max-routes; None: sized at preflight
     tables: TableSizes = TableSizes(*TABLE_LADDER[-1])   # what the run uses (preflight)
     memory_note: str = ""                      # how the tables were sized, logged at start
+    vdev_notes: List[str] = dataclasses.field(default_factory=list)   # defaults given to vdevs, logged
 
     @property
     def eal_opts(self) -> Dict[str, List[str]]:
@@ -779,6 +780,39 @@ def size_tables(cfg: "RunConfig", host: "HostFacts") -> None:
         f"and {pool // MiB} MiB of mbufs; give EAL more memory (-m MB, or more hugepages)")
 
 
+# net_af_packet's kernel ring, per queue and direction, where the user gave
+# no framecnt. DPDK's 512 frames (1 MiB) overflow whenever the rx lcore loses
+# its CPU for about a millisecond under line-rate TCP (bench/bench_tcp.py:
+# 31-59k frames lost a run, 4-6x Linux forwarding's retransmits; with 4096,
+# ~60; with 8192, none in the same runs). 8192 frames of framesz (2048 by
+# default) is 16 MiB of kernel memory a ring.
+AF_PACKET_FRAMECNT = 8192
+
+
+def af_packet_rings(cfg: "RunConfig") -> None:
+    """Give every net_af_packet vdev without framecnt= kni-gw's default
+    (cfg.eal_argv rewritten, a note for the start log)."""
+    argv = list(cfg.eal_argv)
+    for i, tok in enumerate(argv):
+        if tok == "--vdev" and i + 1 < len(argv):
+            at, lead = i + 1, ""
+        elif tok.startswith("--vdev="):
+            at, lead = i, "--vdev="
+        else:
+            continue
+        vdev = argv[at][len(lead):]
+        name, _, rest = vdev.partition(",")
+        if not name.startswith("net_af_packet"):
+            continue
+        if "framecnt" in {kv.partition("=")[0].strip() for kv in rest.split(",")}:
+            continue
+        argv[at] = f"{lead}{vdev},framecnt={AF_PACKET_FRAMECNT}"
+        cfg.vdev_notes.append(f"{name}: framecnt={AF_PACKET_FRAMECNT} (kni-gw's default: a kernel ring of "
+                              f"{AF_PACKET_FRAMECNT} frames a queue and direction, DPDK's 512 overflow "
+                              f"under TCP; give framecnt=N to choose)")
+    cfg.eal_argv = argv
+
+
 def hugetlbfs_mounted(mounts: str = "/proc/mounts") -> bool:
     try:
         with open(mounts) as f:
@@ -811,6 +845,7 @@ def preflight(cfg: RunConfig, host: HostFacts) -> str:
             "exception backend virtio-user needs /dev/vhost-net: sudo modprobe vhost_net, "
             "or use --exception tap")
     size_tables(cfg, host)
+    af_packet_rings(cfg)
     if cfg.dns_zones:
         check_zones(cfg.dns_zones)
     for p in cfg.ports:

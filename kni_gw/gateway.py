@@ -78,6 +78,8 @@ class Gateway:
         self._clean_dead_instances()
         log.info("EAL argv: %s", shlex.join(["kni-gw"] + cfg.eal_argv))
         log.info("%s", cfg.memory_note)
+        for note in cfg.vdev_notes:
+            log.info("%s", note)
         if os.environ.get("KNI_GW_TRACEMALLOC"):
             tracemalloc.start(8)
         quiet = None

@@ -204,8 +204,10 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
 	}
+#ifndef KG_EXP_NOCSUM
 	if (sum != 0xffff)
 		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
+#endif
 
 	src = rte_be_to_cpu_32(ip->src_addr);
 	dst = rte_be_to_cpu_32(ip->dst_addr);
@@ -231,7 +233,11 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 	 * address says the neighbour is alive (heard) or, sent from another
 	 * MAC than its adjacency's, that it may have moved (the control side
 	 * asks the kernel to check it) */
+#ifdef KG_EXP_NOSRC
+	i = KG_PUNT_NO_ROUTE;
+#else
 	i = pre ? pre[1] : kg_lookup4(f, src);
+#endif
 	if (i != KG_PUNT_NO_ROUTE) {
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);

@@ -83,11 +83,15 @@ tx_send(struct kg_port_counters *c, struct kg_port *p, uint16_t q,
 		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
 		return 0;
 	}
+#ifndef KG_EXP_NOBYTES
 	for (i = 0; i < n; i++)
 		len[i] = pkts[i]->pkt_len;
+#endif
 	sent = rte_eth_tx_burst(p->port_id, q, pkts, n);
+#ifndef KG_EXP_NOBYTES
 	for (i = 0; i < sent; i++)
 		bytes += len[i];
+#endif
 	ctr_add(&c->tx_packets, sent);
 	ctr_add(&c->tx_bytes, bytes);
 	drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
@@ -193,7 +197,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
 	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
 	uint8_t epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
-	uint64_t bytes = 0, now;
+	uint64_t bytes = 0, now = 0;
 	uint32_t fwd_mask = 0;
 
 	if (!load_acquire(&p->started))
@@ -202,7 +206,6 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
-	now = rte_rdtsc();
 
 	if (unlikely(!load_acquire(&p->admin_up))) {
 		for (i = 0; i < nb; i++)
@@ -261,8 +264,13 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		if (unlikely(m->nb_segs > 1))
 			frame = kg_segs_head(m, head, &flen, &cap);
 		bytes += m->pkt_len;
+#ifdef KG_EXP_MIN
+		v.moved = v.heard = 0;
+		switch (kg_nexthop(&kg_fib, pre[2 * i], 0, flen - 14, 0, &v)) {
+#else
 		switch (kg_classify_frame_pre(&kg_fib, pi, frame, flen,
 					      m->nb_segs == 1 ? &pre[2 * i] : NULL, &v)) {
+#endif
 		case KG_VERDICT_FORWARD: {
 			uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
 
@@ -274,8 +282,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			}
 			/* liveness: this neighbour is in use (one store a
 			 * period per adjacency, to this lcore's own array) */
+#ifndef KG_EXP_NOSTAMP
 			if (used[v.adj_idx] != epoch)
 				__atomic_store_n(&used[v.adj_idx], epoch, __ATOMIC_RELAXED);
+#endif
 
 			if (len < m->data_len) /* Ethernet padding goes, as in Linux */
 				rte_pktmbuf_trim(m, m->data_len - len);
@@ -291,7 +301,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			int cls;
 
 			if (dns && v.reason == KG_PUNT_LOCAL && dparsed[i] != KG_DNS_NOT_DNS) {
-				int r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &pre[2 * i + 1], now, c);
+				int r;
+
+				now = now ? now : rte_rdtsc();
+				r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &pre[2 * i + 1], now, c);
 
 				if (r >= 0) {
 					/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
@@ -307,6 +320,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 				}
 			}
 			cls = kg_police_class(frame, cap, v.reason);
+			now = now ? now : rte_rdtsc();
 
 			if (unlikely(!kg_police_ok(&police[cls], now))) {
 				rte_pktmbuf_free(m);

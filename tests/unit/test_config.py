@@ -324,3 +324,20 @@ def test_dns_fast_options():
         build_config(BASE + ["--dns-zone", z, "--dns-rrl-slip", "101"], ncpus=2)
     with pytest.raises(ConfigError, match="need --dns-zone"):
         build_config(BASE + ["--dns-fast", "off"], ncpus=2)
+
+
+def test_af_packet_ring_default_unless_given():
+    """net_af_packet vdevs without framecnt= get kni-gw's ring (both --vdev
+    spellings), one note each for the start log; a framecnt the user gave
+    and other vdevs are left as they are."""
+    from kni_gw.config import AF_PACKET_FRAMECNT
+    cfg = build_config(["-l", "0-1", "--no-huge", "--vdev", "net_af_packet0,iface=a",
+                        "--vdev=net_af_packet1,iface=b,framecnt=1024", "--vdev=net_af_packet2,iface=c",
+                        "--vdev", "net_null0", "-p", "0x7", "--config", "(0,0,1),(1,0,1),(2,0,1)"],
+                       ncpus=2)
+    preflight(cfg, host(hugepages_free=0))
+    assert cfg.eal_opts["--vdev"] == [f"net_af_packet0,iface=a,framecnt={AF_PACKET_FRAMECNT}",
+                                      "net_af_packet1,iface=b,framecnt=1024",
+                                      f"net_af_packet2,iface=c,framecnt={AF_PACKET_FRAMECNT}",
+                                      "net_null0"]
+    assert [n.split(":")[0] for n in cfg.vdev_notes] == ["net_af_packet0", "net_af_packet2"]
