@@ -15,16 +15,17 @@
 import argparse
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (Proc, cpu_seconds, fmt_rate, kni_gw, netns, rate, sh, wait_for,  # noqa: E402
-                    wait_iface, write_pcap)
+from common import (Proc, cpu_seconds, eal_memory, fmt_rate, kni_gw, netns, rate,  # noqa: E402
+                    remove_eal_leftovers, sh, wait_for, wait_iface, write_pcap)
 
 NS = "kgbench-gw"
+# section 1's processes: hugepages where 512 MiB are free, as a gateway runs
+MEM_OPTS, MEM_SAID = eal_memory(512, force_no_huge="--no-huge" in sys.argv)
 PEER = "kgbench-peer"
 
 
@@ -33,8 +34,8 @@ def veth_up(ifname: str) -> None:
 
 
 def run_kni_gw_pcap(pcap: str, seconds: float, extra=(), config="(0,0,1)") -> float:
-    p = kni_gw(NS, ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix", "kgbench",
-                    "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"],
+    p = kni_gw(NS, ["-l", "0-1"] + MEM_OPTS + ["--no-pci", "--file-prefix", "kgbench",
+                                              "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"],
                ["-p", "0x1", "--config", config] + list(extra))
     try:
         wait_iface(NS, "vEth0")
@@ -48,7 +49,7 @@ def run_kni_gw_pcap(pcap: str, seconds: float, extra=(), config="(0,0,1)") -> fl
 
 
 def run_testpmd_pcap(pcap: str, seconds: float) -> float:
-    p = Proc(["dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "512", "--no-pci",
+    p = Proc(["dpdk-testpmd", "-l", "0-1"] + MEM_OPTS + ["--no-pci",
               "--file-prefix", "kgbench-tp", "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
               "--vdev", "net_tap0,iface=tpTap0", "--", "--forward-mode=io", "--auto-start",
               "--total-num-mbufs=8192", "--stats-period", "5"], ns=NS)
@@ -58,7 +59,7 @@ def run_testpmd_pcap(pcap: str, seconds: float) -> float:
         return rate(NS, "tpTap0", seconds)
     finally:
         p.stop()
-        shutil.rmtree("/var/run/dpdk/kgbench-tp", ignore_errors=True)   # testpmd leaves its EAL run dir
+        remove_eal_leftovers("kgbench-tp")    # testpmd leaves its hugepage files and EAL run dir
 
 
 def idle_cpu(extra=(), seconds: float = 5.0) -> dict:
@@ -104,6 +105,7 @@ def rtt_kni_gw(extra=()) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="length of one rate sample")
+    ap.add_argument("--no-huge", action="store_true", help="section 1 on ordinary memory instead of hugepages")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
@@ -113,7 +115,7 @@ def main() -> int:
         tmp = tempfile.mkdtemp(prefix="kgbench")
         pcap = write_pcap(os.path.join(tmp, "udp64.pcap"), n=1024, size=60)
 
-        print("== 1. frames/s into vEth0 (64-byte frames, pcap infinite_rx -> TAP), same run")
+        print(f"== 1. frames/s into vEth0 (64-byte frames, pcap infinite_rx -> TAP), same run; {MEM_SAID}")
         # the path's capacity is measured with policing off: with it (the
         # default), these frames (to a MAC that is nobody's) are the
         # "other" class and the policer, not the path, sets the rate

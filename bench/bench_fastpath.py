@@ -5,7 +5,8 @@
                                                 [--skip-extras] [--routes-only]
 
 Harness: port 0 = net_pcap replaying 64-byte UDP frames from memory
-(infinite_rx), port 1 = net_null with no-rx=1 (a sink); --no-huge -m 1024,
+(infinite_rx), port 1 = net_null with no-rx=1 (a sink); 900 MiB of
+hugepages (--no-huge: ordinary memory, where TLB misses flatten every rate),
 -l 0-1 for everyone. The frames go to 198.18.1.x (254 addresses, varied UDP
 ports) with the dst MAC of net_pcap0 (02:70:63:61:70:00): l3fwd's built-in
 LPM table routes 198.18.1.0/24 to port 1, and kni-gw's set-up routes it via
@@ -30,7 +31,7 @@ side on the same vdevs:
 Every rate is the median of three windows of --seconds, read as port 1's
 tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and
 l3fwd's through the DPDK telemetry socket (/ethdev/stats,1; l3fwd prints no
-counters, and dpdk-proc-info cannot attach to a --no-huge primary). The
+counters). The
 references run at the start and at the end; ratios use their mean. Cycles
 per packet = core clock (/proc/cpuinfo MHz) / rate, times the number of
 lcores that share the rx work (2 for the two-rx-lcore row; with rx and tx
@@ -47,14 +48,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, Proc, dpdk_port_rate, netns, sh, telemetry, wait_for  # noqa: E402
+from common import (HERE, Proc, dpdk_port_rate, eal_memory, netns, remove_eal_leftovers, sh,  # noqa: E402
+                    telemetry, wait_for)
 from tests.integration.harness import Gateway  # noqa: E402
 
 NS = "kgbench-fp"
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap0's MAC ("pcap", index 0)
 NEIGH_MAC = "02:00:00:00:0c:02"
 L3FWD = os.path.join(os.path.dirname(HERE), "build", "dpdk-l3fwd")
-EAL_MEM = ["--no-huge", "-m", "1024", "--no-pci"]
+# hugepages where 900 MiB are free (--no-huge forces ordinary memory)
+MEM_OPTS, MEM_SAID = eal_memory(900, force_no_huge="--no-huge" in sys.argv)
+EAL_MEM = MEM_OPTS + ["--no-pci"]
 ONE = "(0,0,1),(1,1,0)"
 SPLIT = "(0,0,1),(1,0,1)"
 # two rx lcores on port 0: the spellings kni-gw may accept (lcores joined by
@@ -128,7 +132,7 @@ def testpmd_rate(pcap, mode, seconds):
         return r
     finally:
         p.stop()
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)   # testpmd leaves its EAL run dir
+        remove_eal_leftovers(prefix)    # testpmd leaves its hugepage files and EAL run dir
 
 
 def ensure_l3fwd():
@@ -155,7 +159,7 @@ def l3fwd_rate(pcap, seconds):
         return r, share
     finally:
         out = p.stop()
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        remove_eal_leftovers(prefix)
         if "198.18.1.0 / 24 (1)" not in out:
             print("  l3fwd: its route 198.18.1.0/24 -> port 1 is not in its output:\n" + out[-2000:])
 
@@ -304,6 +308,8 @@ def main() -> int:
     ap.add_argument("--skip-100k", action="store_true", help="same as --routes 10000")
     ap.add_argument("--skip-extras", action="store_true", help="leave out testpmd mac, flood and punt rows")
     ap.add_argument("--routes-only", action="store_true", help="only the route-table runs (and testpmd io)")
+    ap.add_argument("--no-huge", action="store_true",
+                    help="every process on ordinary memory instead of hugepages (the TLB then dominates)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
@@ -321,7 +327,7 @@ def main() -> int:
         base = os.path.join(tmp, "fwd.pcap")
         write_frames(base, fwd_dsts())
         print(f"== fast path, 64-byte frames to 198.18.1.0/24, pcap(infinite_rx) -> net_null(no-rx), "
-              f"--no-huge -m 1024; core {mhz:.0f} MHz; load average {loadavg()}", flush=True)
+              f"{MEM_SAID}; core {mhz:.0f} MHz; load average {loadavg()}", flush=True)
         tp_io = testpmd_rate(base, "io", args.seconds)
         if args.routes_only:
             print(f"  dpdk-testpmd io                  {tp_io / 1e6:7.2f} Mpps")

@@ -35,6 +35,40 @@ def write_pcap(path: str, n: int = 1024, size: int = 64, dst_mac: str = "02:00:0
     return path
 
 
+def remove_eal_leftovers(prefix: str) -> None:
+    """What a DPDK process stopped by a signal (testpmd, l3fwd) leaves
+    behind: its hugepage files, which keep those pages from the next
+    process, and its runtime directory."""
+    import shutil
+    from kni_gw.instance import eal_run_dir, hugepage_files
+    for f in hugepage_files(prefix):
+        try:
+            os.unlink(f)
+        except OSError:
+            pass
+    shutil.rmtree(eal_run_dir(prefix), ignore_errors=True)
+
+
+def eal_memory(mb: int, force_no_huge: bool = False):
+    """EAL memory options for a benchmark's DPDK processes, and how to say
+    it: `mb` MiB of hugepages where that many are free (what a gateway runs
+    on, and what DPDK's own figures assume), else ordinary memory
+    (--no-huge: every mbuf and table on 4 KiB pages; the TLB then costs
+    every process a large share of its cycles, so rates are lower and
+    ratios flatter)."""
+    free = 0
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        free = int(info["HugePages_Free"]) * int(info["Hugepagesize"].split()[0]) // 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    if free >= mb and not force_no_huge:
+        return ["-m", str(mb)], f"hugepages -m {mb}"
+    return ["--no-huge", "-m", str(mb)], (f"--no-huge -m {mb}" + (
+        "" if force_no_huge else f" (only {free} MiB of hugepages free: scripts/setup_hugepages.sh 1G)"))
+
+
 def netns(name: str) -> Callable[[], None]:
     sh("ip", "netns", "del", name, check=False)
     sh("ip", "netns", "add", name)

@@ -88,7 +88,7 @@ struct kg_fib {
 
 extern KG_LOCAL struct kg_fib kg_fib;
 
-static inline uint64_t
+static __rte_always_inline uint64_t
 kg_load64(const uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
@@ -97,7 +97,7 @@ kg_load64(const uint64_t *p)
 /* A MAC address as a number, its first byte in bits 0-7, and back: the
  * adjacency and port words hold MACs this way on any CPU (on a little-endian
  * one the compiler makes each a plain load or store). */
-static inline uint64_t
+static __rte_always_inline uint64_t
 kg_mac48(const uint8_t *p)
 {
 #if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
@@ -114,7 +114,7 @@ kg_mac48(const uint8_t *p)
 #endif
 }
 
-static inline void
+static __rte_always_inline void
 kg_put_mac48(uint8_t *p, uint64_t w)
 {
 #if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
@@ -134,7 +134,7 @@ kg_put_mac48(uint8_t *p, uint64_t w)
 }
 
 /* An Ethernet header's two addresses at once (dst, then src): two stores. */
-static inline void
+static __rte_always_inline void
 kg_put_macs(uint8_t *p, uint64_t dst, uint64_t src)
 {
 #if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
@@ -151,13 +151,13 @@ kg_put_macs(uint8_t *p, uint64_t dst, uint64_t src)
 
 #define KG_MAC48_MASK 0xffffffffffffULL
 
-static inline uint32_t
+static __rte_always_inline uint32_t
 kg_be16(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 8) | p[1];
 }
 
-static inline uint32_t
+static __rte_always_inline uint32_t
 kg_be32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |

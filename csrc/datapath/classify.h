@@ -158,7 +158,7 @@ kg_ipv4_martian_net(uint32_t a)
 
 static __rte_always_inline int
 kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether_hdr *eth,
-		 uint32_t avail, const uint32_t *pre, struct kg_verdict *v)
+		 uint32_t avail, const uint64_t *pre, struct kg_verdict *v)
 {
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 	uint32_t ihl, tot, sum, i, src, dst, nh, frag;
@@ -204,10 +204,8 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
 	}
-#ifndef KG_EXP_NOCSUM
 	if (sum != 0xffff)
 		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
-#endif
 
 	src = rte_be_to_cpu_32(ip->src_addr);
 	dst = rte_be_to_cpu_32(ip->dst_addr);
@@ -219,7 +217,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 	if (kg_ipv4_martian_net(src) || IN_MULTICAST(src) ||
 	    src == INADDR_BROADCAST || kg_ipv4_martian_net(dst))
 		return kg_punt(v, KG_PUNT_SPECIAL);
-	nh = pre ? pre[0] : kg_lookup4(f, dst);
+	nh = pre ? (uint32_t)pre[0] : kg_lookup4(f, dst);
 	if (nh == KG_PUNT_NO_ROUTE) {
 		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
 		if (nh == KG_NH_NONE)
@@ -233,11 +231,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 	 * address says the neighbour is alive (heard) or, sent from another
 	 * MAC than its adjacency's, that it may have moved (the control side
 	 * asks the kernel to check it) */
-#ifdef KG_EXP_NOSRC
-	i = KG_PUNT_NO_ROUTE;
-#else
-	i = pre ? pre[1] : kg_lookup4(f, src);
-#endif
+	i = pre ? (uint32_t)pre[1] : kg_lookup4(f, src);
 	if (i != KG_PUNT_NO_ROUTE) {
 		if (i == KG_PUNT_LOCAL)
 			return kg_punt(v, KG_PUNT_SPECIAL);
@@ -378,11 +372,12 @@ kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
 }
 
 /* The verdict for one frame received on port index `in`. pre: the next
- * hops of its IPv4 destination and source looked up beforehand (the rx
- * stage looks up a burst's in one rte_fib call, as l3fwd does), or NULL. */
+ * hops of its IPv4 destination and source looked up beforehand, as
+ * rte_fib_lookup_bulk gives them (the rx stage looks up a burst's in one
+ * call, as l3fwd does), or NULL. */
 static __rte_always_inline int
 kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
-	       uint32_t len, const uint32_t *pre, struct kg_verdict *v)
+	       uint32_t len, const uint64_t *pre, struct kg_verdict *v)
 {
 	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	uint64_t mac;
@@ -410,7 +405,7 @@ kg_classify_l3(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 
 static __rte_always_inline int
 kg_classify_frame_pre(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
-		      uint32_t len, const uint32_t *pre, struct kg_verdict *v)
+		      uint32_t len, const uint64_t *pre, struct kg_verdict *v)
 {
 	int r = kg_classify_l3(f, in, frame, len, pre, v);
 

@@ -68,33 +68,39 @@ segs_filter(struct kg_port_counters *c, int reason, struct rte_mbuf **m,
 	return k;
 }
 
-/* Send n mbufs on tx queue q of port p; free and count what the port does
- * not take. The caller owns q: its only writer. Returns the number the
- * port took. */
+/* The bytes of n frames. */
+static inline uint64_t
+burst_bytes(struct rte_mbuf **pkts, unsigned int n)
+{
+	uint64_t bytes = 0;
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		bytes += pkts[i]->pkt_len;
+	return bytes;
+}
+
+/* Send n mbufs of `bytes` bytes in all on tx queue q of port p; free and
+ * count what the port does not take. The caller owns q: its only writer.
+ * Returns the number the port took. */
 static inline unsigned int
 tx_send(struct kg_port_counters *c, struct kg_port *p, uint16_t q,
-	struct rte_mbuf **pkts, unsigned int n)
+	struct rte_mbuf **pkts, unsigned int n, uint64_t bytes)
 {
-	uint32_t len[KG_BURST_MAX];
-	unsigned int i, sent;
-	uint64_t bytes = 0;
+	unsigned int sent;
 
 	if (unlikely(!load_acquire(&p->admin_up) || !load_acquire(&p->started))) {
 		drop_bulk(c, KG_DROP_PORT_DOWN_TX, pkts, n);
 		return 0;
 	}
-#ifndef KG_EXP_NOBYTES
-	for (i = 0; i < n; i++)
-		len[i] = pkts[i]->pkt_len;
-#endif
 	sent = rte_eth_tx_burst(p->port_id, q, pkts, n);
-#ifndef KG_EXP_NOBYTES
-	for (i = 0; i < sent; i++)
-		bytes += len[i];
-#endif
+	if (unlikely(sent < n)) {
+		/* the unsent are still ours: their lengths can be read */
+		bytes -= burst_bytes(pkts + sent, n - sent);
+		drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
+	}
 	ctr_add(&c->tx_packets, sent);
 	ctr_add(&c->tx_bytes, bytes);
-	drop_bulk(c, KG_DROP_TX_NIC, pkts + sent, n - sent);
 	return sent;
 }
 
@@ -114,7 +120,7 @@ stage_tx(unsigned int lcore, struct kg_port *p, unsigned int pi)
 		if (n == 0)
 			break;
 		work += n;
-		if (tx_send(c, p, 0, pkts, n) < n || n < kg.burst)
+		if (tx_send(c, p, 0, pkts, n, burst_bytes(pkts, n)) < n || n < kg.burst)
 			break;
 	}
 	return work;
@@ -191,8 +197,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	uint8_t dparsed[KG_BURST_MAX];
 	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	uint32_t ips[2 * KG_BURST_MAX], pre[2 * KG_BURST_MAX];
-	uint64_t nhs[2 * KG_BURST_MAX];
+	uint32_t ips[2 * KG_BURST_MAX];
+	uint64_t nhs[2 * KG_BURST_MAX], fwd_bytes[KG_MAX_PORTS];
 	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
 	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
 	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
@@ -222,8 +228,6 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
 			      rte_pktmbuf_data_len(pkts[i]), &ips[2 * i]);
 	rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, (int)(2 * nb));
-	for (i = 0; i < 2 * nb; i++)
-		pre[i] = (uint32_t)nhs[i];
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
 	if (dns) {
@@ -235,7 +239,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			 * forwarded frames are passed over at once */
 			dparsed[i] = KG_DNS_NOT_DNS;
 			if (pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
-			    (pre[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
+			    (nhs[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
 				continue;
 			dparsed[i] = (uint8_t)kg_dns_parse(dns, fr, flen, &dq[i]);
 			if (dparsed[i] == KG_DNS_ANSWERED)
@@ -260,17 +264,12 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];
 
 		/* a chain: classified on a view of its headers, with its whole
-		 * length (segs.h); its addresses were not in pre[] */
+		 * length (segs.h); its addresses were not in nhs[] */
 		if (unlikely(m->nb_segs > 1))
 			frame = kg_segs_head(m, head, &flen, &cap);
 		bytes += m->pkt_len;
-#ifdef KG_EXP_MIN
-		v.moved = v.heard = 0;
-		switch (kg_nexthop(&kg_fib, pre[2 * i], 0, flen - 14, 0, &v)) {
-#else
 		switch (kg_classify_frame_pre(&kg_fib, pi, frame, flen,
-					      m->nb_segs == 1 ? &pre[2 * i] : NULL, &v)) {
-#endif
+					      m->nb_segs == 1 ? &nhs[2 * i] : NULL, &v)) {
 		case KG_VERDICT_FORWARD: {
 			uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
 
@@ -282,10 +281,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			}
 			/* liveness: this neighbour is in use (one store a
 			 * period per adjacency, to this lcore's own array) */
-#ifndef KG_EXP_NOSTAMP
 			if (used[v.adj_idx] != epoch)
 				__atomic_store_n(&used[v.adj_idx], epoch, __ATOMIC_RELAXED);
-#endif
 
 			if (len < m->data_len) /* Ethernet padding goes, as in Linux */
 				rte_pktmbuf_trim(m, m->data_len - len);
@@ -293,18 +290,21 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 				fwd_mask |= 1u << v.egress;
 				n_fwd[v.egress] = 0;
 				n_ans[v.egress] = 0;
+				fwd_bytes[v.egress] = 0;
 			}
 			fwd[v.egress][n_fwd[v.egress]++] = m;
+			fwd_bytes[v.egress] += m->pkt_len;
 			break;
 		}
 		case KG_VERDICT_PUNT: {
 			int cls;
 
 			if (dns && v.reason == KG_PUNT_LOCAL && dparsed[i] != KG_DNS_NOT_DNS) {
+				uint32_t snh = (uint32_t)nhs[2 * i + 1];
 				int r;
 
 				now = now ? now : rte_rdtsc();
-				r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &pre[2 * i + 1], now, c);
+				r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &snh, now, c);
 
 				if (r >= 0) {
 					/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
@@ -313,8 +313,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 							fwd_mask |= 1u << r;
 							n_fwd[r] = 0;
 							n_ans[r] = 0;
+							fwd_bytes[r] = 0;
 						}
 						ans[r][n_ans[r]++] = m;
+						fwd_bytes[r] += m->pkt_len;
 					}
 					break;
 				}
@@ -361,7 +363,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			ctr_add(&c->forwarded, nf);
 			if (na)
 				ctr_add(&c->dns_answered, na);
-			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], nf + na);
+			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], nf + na, fwd_bytes[e]);
 			continue;
 		}
 		out = fifo_put(kg.port[e].tx, fwd[e], nf + na, c,
@@ -409,7 +411,7 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, ok - sent);
 		work += n;
 	}
-	if (busy && now - p->exc_last_poll < kg.exc_poll_cycles)
+	if (busy && (now == 0 || now - p->exc_last_poll < kg.exc_poll_cycles))
 		return work;
 	p->exc_last_poll = now;
 
@@ -449,7 +451,7 @@ kg_lcore_loop(void *arg)
 {
 	unsigned int lcore = rte_lcore_id();
 	const struct kg_lcore *lc = &kg.lcore[lcore];
-	unsigned int idle = 0, sleep_us = 1, i;
+	unsigned int idle = 0, sleep_us = 1, exc_pass = 0, i;
 	const unsigned int max_sleep = kg.idle_sleep_us;
 	bool busy = false;
 
@@ -465,8 +467,13 @@ kg_lcore_loop(void *arg)
 		for (i = 0; i < lc->n_rx; i++)
 			work += stage_rx(lcore, &lc->rx[i]);
 		if (lc->n_exc) {
-			uint64_t now = rte_rdtsc();
+			/* the clock (rdtsc: ~20 cycles on a VM) is read for the
+			 * vEthN poll interval only every KG_EXC_CLOCK_PASSES busy
+			 * passes; in between, a busy lcore does not poll vEthN */
+			uint64_t now = 0;
 
+			if (!busy || ++exc_pass % KG_EXC_CLOCK_PASSES == 0)
+				now = rte_rdtsc();
 			for (i = 0; i < lc->n_exc; i++)
 				work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i],
 						  busy, now);
