@@ -290,6 +290,12 @@ struct kg_verdict {
 };
 int kg_classify(unsigned int in_port, const unsigned char *frame,
 		unsigned int len, struct kg_verdict *v);
+/* The rx stage's fast lane on the same frame (its addresses looked up as
+ * the rx stage does): KG_VERDICT_FORWARD with v filled, or 0 where the rx
+ * stage would leave the frame to the classifier. Wherever it forwards,
+ * kg_classify must give the same v. */
+int kg_classify_fast(unsigned int in_port, const unsigned char *frame,
+		     unsigned int len, struct kg_verdict *v);
 /* The policing class (KG_POLICE_*) of a frame the classifier punted, or
  * -1 when it does not punt it. */
 int kg_police(unsigned int in_port, const unsigned char *frame, unsigned int len);

@@ -214,6 +214,7 @@ class Verdict:
     mac: str
     moved: int = 0      # adjacency of the source whose MAC differs from the frame's
     heard: int = 0      # adjacency of the source whose MAC is the frame's
+    fast: bool = False  # the rx stage's fast lane forwards it (with this same verdict)
 
     @property
     def name(self) -> str:
@@ -226,13 +227,21 @@ class Verdict:
 
 def classify(in_port: int, frame: bytes):
     """The C classifier on one frame, and the frame after the forwarding
-    rewrite (unchanged unless the verdict is FORWARD)."""
+    rewrite (unchanged unless the verdict is FORWARD). The rx stage's fast
+    lane is asked too: where it forwards, its verdict must be the
+    classifier's, field for field (RuntimeError if not)."""
     v = ffi.new("struct kg_verdict *")
+    fv = ffi.new("struct kg_verdict *")
     buf = ffi.new("unsigned char[]", frame)
     lib.kg_classify(in_port, buf, len(frame), v)
+    fast = lib.kg_classify_fast(in_port, buf, len(frame), fv) == lib.KG_VERDICT_FORWARD
+    fields = ("action", "reason", "egress", "adj_idx", "adj", "moved", "heard")
+    if fast and any(getattr(v, k) != getattr(fv, k) for k in fields):
+        raise RuntimeError("fast lane and classifier disagree: " + ", ".join(
+            f"{k} {getattr(fv, k)}/{getattr(v, k)}" for k in fields))
     n = lib.kg_rewrite(buf, len(frame), v)
     mac = ":".join(f"{(v.adj >> (8 * i)) & 0xff:02x}" for i in range(6))
-    return Verdict(v.action, v.reason, v.egress, mac, v.moved, v.heard), bytes(ffi.buffer(buf, n))
+    return Verdict(v.action, v.reason, v.egress, mac, v.moved, v.heard, fast), bytes(ffi.buffer(buf, n))
 
 
 @dataclasses.dataclass

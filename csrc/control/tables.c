@@ -430,6 +430,36 @@ kg_classify(unsigned int in_port, const unsigned char *frame, unsigned int len,
 	return kg_classify_frame(&kg_fib, in_port, frame, len, v);
 }
 
+int
+kg_classify_fast(unsigned int in_port, const unsigned char *frame, unsigned int len,
+		 struct kg_verdict *v)
+{
+	uint32_t ips[2], nh, sn, adj_idx = 0, moved, heard;
+	uint64_t mac, a;
+
+	memset(v, 0, sizeof(*v));
+	if (kg_fib.fib4 == NULL || in_port >= KG_MAX_PORTS)
+		return 0;
+	/* as the rx stage decides it, burst by burst and frame by frame */
+	mac = kg_load64(&kg_fib.port_mac[in_port]);
+	if (!kg_fib.fwd4[in_port] || (mac & 1))
+		return 0;
+	kg_pre4_addrs(frame, len, ips);
+	nh = kg_lookup4(&kg_fib, ips[0]);
+	sn = kg_lookup4(&kg_fib, ips[1]);
+	a = kg_fast4(&kg_fib, in_port, mac, frame, len, ips[0], ips[1], nh, sn, &adj_idx);
+	if (a == 0)
+		return 0;
+	kg_src_liveness(&kg_fib, in_port, frame, sn, &moved, &heard);
+	v->action = KG_VERDICT_FORWARD;
+	v->egress = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
+	v->adj_idx = adj_idx;
+	v->adj = a;
+	v->moved = moved;
+	v->heard = heard;
+	return KG_VERDICT_FORWARD;
+}
+
 unsigned int
 kg_rewrite(unsigned char *frame, unsigned int len, const struct kg_verdict *v)
 {

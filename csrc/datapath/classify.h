@@ -423,36 +423,143 @@ kg_classify_frame(const struct kg_fib *f, unsigned int in, const uint8_t *frame,
 	return kg_classify_frame_pre(f, in, frame, len, NULL, v);
 }
 
-/* Forwarding rewrite, as the Linux kernel does it: destination MAC of the
- * next hop, source MAC of the egress port, TTL/hop limit - 1 with the IPv4
- * checksum updated incrementally exactly as ip_decrease_ttl() does, and
- * Ethernet padding after the IP packet removed. Returns the new length. */
+/* IPv4 first octets the fast lane leaves to the classifier, as a
+ * destination or a source: 0/8, 127/8, multicast 224/4 and 255 (the limited
+ * broadcast among them). */
+static const uint8_t kg_v4_special_octet[256] = {
+	[0] = 1, [IN_LOOPBACKNET] = 1,
+	[224 ... 239] = 1, [255] = 1,
+};
+
+/* The fast lane: whether kg_classify_frame_pre forwards this frame by the
+ * plain rule (IPv4 without options, unicast, nothing martian, through a
+ * route with one next hop), checked in as few instructions as the checks
+ * take; the rx stage runs it in a small loop of its own and gives what it
+ * refuses to the classifier, which then says why. The checks are the
+ * classifier's, for such a frame:
+ * - the Ethernet destination is the port's MAC (mac: kg_mac48, unicast),
+ *   the type IPv4, version 4 and no options: two words of the header;
+ * - the length and TTL, as kg_classify_ipv4 reads them;
+ * - the header checksum: the sum of the header's 16-bit words is 0 modulo
+ *   0xffff (the ones' complement sum is 0xffff; in either byte order, and
+ *   five native 32-bit words give the same sum modulo 0xffff);
+ * - no destination or source of kg_v4_special_octet (a superset of what
+ *   the classifier punts as special or multicast);
+ * - nh, sn: the destination's and source's next hops as rte_fib gave them
+ *   (kg_pre4_addrs): the destination's (or the default route's) a single
+ *   adjacency, valid, out of another port, whose MTU holds the packet; the
+ *   source not one of our addresses.
+ * Forwarding must be on on the port (the caller checks that once a burst).
+ * Returns the adjacency word, *nh_out its index; 0: not for the fast lane.
+ * kg_classify_fast (tests) and the fuzzer hold it to the classifier. */
+static __rte_always_inline uint64_t
+kg_fast4(const struct kg_fib *f, unsigned int in, uint64_t mac, const uint8_t *frame,
+	 uint32_t len, uint32_t dst, uint32_t src, uint32_t nh, uint32_t sn, uint32_t *nh_out)
+{
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+	const uint8_t *hb = (const uint8_t *)ip;
+	uint64_t w, sum, a;
+	uint32_t t, w0, w1, w2, w3, w4, tot, egress;
+
+	if (unlikely(len < sizeof(*eth) + sizeof(*ip)))
+		return 0;
+	memcpy(&w, frame, 8);
+	memcpy(&t, frame + 12, 4);
+	if (((w ^ rte_cpu_to_le_64(mac)) & rte_cpu_to_le_64(KG_MAC48_MASK)) != 0 ||
+	    (t & rte_cpu_to_be_32(0xffffff00)) !=
+	    rte_cpu_to_be_32((uint32_t)RTE_ETHER_TYPE_IPV4 << 16 |
+			     (IPVERSION << 4 | sizeof(*ip) / RTE_IPV4_IHL_MULTIPLIER) << 8))
+		return 0;
+	tot = rte_be_to_cpu_16(ip->total_length);
+	/* sizeof(*ip) <= tot <= len - sizeof(*eth), in one comparison */
+	if (tot - sizeof(*ip) > len - sizeof(*eth) - sizeof(*ip) || ip->time_to_live <= 1)
+		return 0;
+	memcpy(&w0, hb, 4);
+	memcpy(&w1, hb + 4, 4);
+	memcpy(&w2, hb + 8, 4);
+	memcpy(&w3, hb + 12, 4);
+	memcpy(&w4, hb + 16, 4);
+	sum = (uint64_t)w0 + w1 + w2 + w3 + w4;
+	if (sum % 0xffff != 0 ||
+	    (kg_v4_special_octet[dst >> 24] | kg_v4_special_octet[src >> 24]) != 0)
+		return 0;
+	if (nh == KG_PUNT_NO_ROUTE)
+		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
+	/* a single adjacency: KG_NH_FIRST_ADJ <= nh, no group flag (nor
+	 * KG_NH_NONE, which has it) */
+	if (nh - KG_NH_FIRST_ADJ >= KG_NH_GROUP - KG_NH_FIRST_ADJ || sn == KG_PUNT_LOCAL)
+		return 0;
+	a = kg_load64(&f->adj[nh % KG_ADJ_MAX]);
+	egress = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
+	if (!(a & KG_ADJ_VALID) || egress >= KG_MAX_PORTS || egress == in ||
+	    tot > __atomic_load_n(&f->port_mtu[egress], __ATOMIC_RELAXED))
+		return 0;
+	*nh_out = nh % KG_ADJ_MAX;
+	return a;
+}
+
+/* The source's liveness, as kg_classify_ipv4 reads it from sn (the
+ * source's next hop): the adjacency that heard the frame's source MAC
+ * (*heard), or that has another MAC (*moved). */
+static __rte_always_inline void
+kg_src_liveness(const struct kg_fib *f, unsigned int in, const uint8_t *frame, uint32_t sn,
+		uint32_t *moved, uint32_t *heard)
+{
+	uint64_t sa;
+
+	*moved = 0;
+	*heard = 0;
+	if (sn < KG_NH_FIRST_ADJ || (sn & KG_NH_GROUP))
+		return;
+	sa = kg_load64(&f->adj[sn % KG_ADJ_MAX]);
+	if ((sa & KG_ADJ_VALID) && ((sa >> KG_ADJ_PORT_SHIFT) & 0xff) == in) {
+		if ((sa & KG_MAC48_MASK) != kg_mac48(frame + RTE_ETHER_ADDR_LEN))
+			*moved = sn % KG_ADJ_MAX;
+		else
+			*heard = sn % KG_ADJ_MAX;
+	}
+}
+
+/* Forwarding rewrite of an IPv4 frame, as the Linux kernel does it:
+ * destination MAC of the next hop (adjacency word a), source MAC of the
+ * egress port, TTL - 1 with the checksum updated incrementally exactly as
+ * ip_decrease_ttl() does, and Ethernet padding after the IP packet left
+ * out of the length returned. */
+static __rte_always_inline uint32_t
+kg_rewrite4(const struct kg_fib *f, uint8_t *frame, uint32_t len, uint64_t a,
+	    unsigned int egress)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
+	/* ip_decrease_ttl()'s arithmetic done in network byte order: the
+	 * same bytes as Linux on either kind of CPU (the TTL is the high
+	 * byte of its 16-bit word, with the protocol) */
+	uint32_t check = rte_be_to_cpu_16(ip->hdr_checksum) + 0x0100, newlen;
+
+	kg_put_macs(frame, a, kg_load64(&f->port_mac[egress % KG_MAX_PORTS]));
+	ip->time_to_live--;
+	check += check >= 0xffff;
+	ip->hdr_checksum = rte_cpu_to_be_16((uint16_t)check);
+	newlen = sizeof(struct rte_ether_hdr) + rte_be_to_cpu_16(ip->total_length);
+	return newlen < len ? newlen : len;
+}
+
+/* The forwarding rewrite of a frame the classifier forwards (v): IPv4 as
+ * kg_rewrite4, IPv6 likewise with the hop limit. Returns the new length. */
 static __rte_always_inline uint32_t
 kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 		 const struct kg_verdict *v)
 {
-	uint64_t src = kg_load64(&f->port_mac[v->egress % KG_MAX_PORTS]);
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)frame;
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
 	uint32_t newlen;
 
-	kg_put_macs(eth->dst_addr.addr_bytes, v->adj, src);
-	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-		/* ip_decrease_ttl()'s arithmetic done in network byte order:
-		 * the same bytes as Linux on either kind of CPU (the TTL is
-		 * the high byte of its 16-bit word, with the protocol) */
-		uint32_t check = rte_be_to_cpu_16(ip->hdr_checksum) + 0x0100;
-
-		ip->time_to_live--;
-		check += check >= 0xffff;
-		ip->hdr_checksum = rte_cpu_to_be_16((uint16_t)check);
-		newlen = sizeof(*eth) + rte_be_to_cpu_16(ip->total_length);
-	} else {
-		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
-
-		ip->hop_limits--;
-		newlen = sizeof(*eth) + sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
-	}
+	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4))
+		return kg_rewrite4(f, frame, len, v->adj, v->egress);
+	kg_put_macs(eth->dst_addr.addr_bytes, v->adj,
+		    kg_load64(&f->port_mac[v->egress % KG_MAX_PORTS]));
+	ip->hop_limits--;
+	newlen = sizeof(*eth) + sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
 	return newlen < len ? newlen : len;
 }
 

@@ -176,6 +176,132 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m,
 	return (int)q->egress;
 }
 
+/* What the rx stage keeps of one burst: where each frame goes, and the
+ * state the classifier's path needs (rx_slow). */
+struct rx_burst {
+	unsigned int lcore, pi;
+	struct kg_port_counters *c;
+	struct kg_bucket *police;
+	const struct kg_dns_table *dns;
+	uint64_t now;                   /* the clock, read when a frame needs it; 0: not yet */
+	uint8_t *used, *moved, *heard;  /* this lcore's liveness stamps */
+	uint8_t epoch;
+	uint32_t fwd_mask;              /* egress ports with frames in fwd[] or ans[] */
+	unsigned int n_punt, n_hi;
+	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
+	uint64_t fwd_bytes[KG_MAX_PORTS];
+	uint64_t nhs[2 * KG_BURST_MAX]; /* next hops of the IPv4 destinations and sources */
+	uint32_t ips[2 * KG_BURST_MAX]; /* the addresses (host order) */
+	struct kg_dns_q dq[KG_BURST_MAX];
+	uint8_t dparsed[KG_BURST_MAX];
+	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
+	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
+	/* DNS answers (datapath/dns.h), sent after the burst's forwarded frames */
+	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
+};
+
+/* m (of len bytes) goes out of egress: to its list of the burst. */
+static __rte_always_inline void
+rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
+{
+	if (!(b->fwd_mask & (1u << e))) {
+		b->fwd_mask |= 1u << e;
+		b->n_fwd[e] = 0;
+		b->n_ans[e] = 0;
+		b->fwd_bytes[e] = 0;
+	}
+	if (answer)
+		b->ans[e][b->n_ans[e]++] = m;
+	else
+		b->fwd[e][b->n_fwd[e]++] = m;
+	b->fwd_bytes[e] += m->pkt_len;
+}
+
+static __rte_always_inline void
+stamp(uint8_t *s, uint32_t k, uint8_t epoch)
+{
+	if (s[k] != epoch)
+		__atomic_store_n(&s[k], epoch, __ATOMIC_RELAXED);
+}
+
+/* Frame i of the burst, which the fast lane did not take, through the
+ * classifier: forwarded, punted (DNS answered first where it can be,
+ * policed), or dropped. Out of line, so that the fast lane's loop stays
+ * small enough for the compiler to keep it in registers. */
+static __rte_noinline void
+rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
+{
+	struct kg_port_counters *c = b->c;
+	struct kg_verdict v;
+	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	uint32_t flen = rte_pktmbuf_data_len(m), cap = flen;
+	/* aligned as an mbuf's data: read through rte_ether_hdr (segs.h) */
+	_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];
+
+	/* a chain: classified on a view of its headers, with its whole
+	 * length (segs.h); its addresses were not in nhs[] */
+	if (unlikely(m->nb_segs > 1))
+		frame = kg_segs_head(m, head, &flen, &cap);
+	switch (kg_classify_frame_pre(&kg_fib, b->pi, frame, flen,
+				      m->nb_segs == 1 ? &b->nhs[2 * i] : NULL, &v)) {
+	case KG_VERDICT_FORWARD: {
+		uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
+
+		if (unlikely(m->nb_segs > 1) &&
+		    !kg_segs_forward(m, frame, cap, len, kg.port[v.egress].tx_segs)) {
+			rte_pktmbuf_free(m);
+			ctr_add(&c->drops[KG_DROP_FWD_TOO_BIG], 1);
+			break;
+		}
+		/* liveness: this neighbour is in use (one store a period per
+		 * adjacency, to this lcore's own array) */
+		stamp(b->used, v.adj_idx, b->epoch);
+		if (len < m->data_len) /* Ethernet padding goes, as in Linux */
+			rte_pktmbuf_trim(m, m->data_len - len);
+		rx_out(b, v.egress, m, false);
+		break;
+	}
+	case KG_VERDICT_PUNT: {
+		int cls;
+
+		if (b->dns && v.reason == KG_PUNT_LOCAL && b->dparsed[i] != KG_DNS_NOT_DNS) {
+			uint32_t snh = (uint32_t)b->nhs[2 * i + 1];
+			int r;
+
+			b->now = b->now ? b->now : rte_rdtsc();
+			r = dns_answer(b->lcore, b->dns, m, b->dparsed[i], &b->dq[i], &snh, b->now, c);
+			if (r >= 0) {
+				/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
+				if (r < KG_MAX_PORTS)
+					rx_out(b, (unsigned int)r, m, true);
+				break;
+			}
+		}
+		cls = kg_police_class(frame, cap, v.reason);
+		b->now = b->now ? b->now : rte_rdtsc();
+		if (unlikely(!kg_police_ok(&b->police[cls], b->now))) {
+			rte_pktmbuf_free(m);
+			ctr_add(&c->drops[KG_DROP_POLICED], 1);
+			ctr_add(&c->policed[cls], 1);
+			break;
+		}
+		if (kg_police_priority(cls))
+			b->punt_hi[b->n_hi++] = m;
+		else
+			b->punt[b->n_punt++] = m;
+		ctr_add(&c->punts[v.reason < KG_PUNT_MAX ? v.reason : KG_PUNT_NOT_FAST], 1);
+		break;
+	}
+	default:
+		rte_pktmbuf_free(m);
+		ctr_add(&c->drops[v.reason < KG_DROP_MAX ? v.reason : KG_DROP_BAD_HEADER], 1);
+	}
+	if (unlikely(v.moved))
+		stamp(b->moved, v.moved, b->epoch);
+	else if (v.heard)
+		stamp(b->heard, v.heard, b->epoch);
+}
+
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
  * port | to_kernel fifo | drop. Where the egress port's driver gave this
  * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
@@ -185,26 +311,12 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 {
 	const unsigned int pi = ref->port;
 	struct kg_port *p = &kg.port[pi];
-	struct kg_bucket *police = p->police[ref->slot];
 	struct rte_mbuf *pkts[KG_BURST_MAX];
-	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
-	struct rte_mbuf *fwd[KG_MAX_PORTS][KG_BURST_MAX];
-	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
-	/* DNS answers (datapath/dns.h), sent after the burst's forwarded frames */
-	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
-	const struct kg_dns_table *dns = __atomic_load_n(&kg_dns_tab, __ATOMIC_ACQUIRE);
-	struct kg_dns_q dq[KG_BURST_MAX];
-	uint8_t dparsed[KG_BURST_MAX];
-	unsigned int n_punt = 0, n_hi = 0, i, nb, out;
+	struct rx_burst b;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	uint32_t ips[2 * KG_BURST_MAX];
-	uint64_t nhs[2 * KG_BURST_MAX], fwd_bytes[KG_MAX_PORTS];
-	uint8_t *used = kg_fib.stamp[lcore][KG_STAMP_USED];
-	uint8_t *moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
-	uint8_t *heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
-	uint8_t epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
-	uint64_t bytes = 0, now = 0;
-	uint32_t fwd_mask = 0;
+	unsigned int i, nb, out;
+	uint64_t bytes = 0, mac;
+	bool fast;
 
 	if (!load_acquire(&p->started))
 		return 0;
@@ -212,162 +324,114 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
+	for (i = 0; i < nb; i++)
+		bytes += pkts[i]->pkt_len;
+	ctr_add(&c->rx_bytes, bytes);
 
 	if (unlikely(!load_acquire(&p->admin_up))) {
-		for (i = 0; i < nb; i++)
-			bytes += pkts[i]->pkt_len;
-		ctr_add(&c->rx_bytes, bytes);
 		/* vEthN is down: the port takes no traffic. Only ports that
 		 * cannot be stopped and restarted get here. */
 		drop_bulk(c, KG_DROP_PORT_DOWN_RX, pkts, nb);
 		return nb;
 	}
+	b.lcore = lcore;
+	b.pi = pi;
+	b.c = c;
+	b.police = p->police[ref->slot];
+	b.dns = __atomic_load_n(&kg_dns_tab, __ATOMIC_ACQUIRE);
+	b.now = 0;
+	b.used = kg_fib.stamp[lcore][KG_STAMP_USED];
+	b.moved = kg_fib.stamp[lcore][KG_STAMP_MOVED];
+	b.heard = kg_fib.stamp[lcore][KG_STAMP_HEARD];
+	b.epoch = __atomic_load_n(&kg_fib.epoch, __ATOMIC_RELAXED);
+	b.fwd_mask = 0;
+	b.n_punt = 0;
+	b.n_hi = 0;
 
 	/* the burst's IPv4 destinations and sources, looked up at once */
 	for (i = 0; i < nb; i++)
 		kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
-			      rte_pktmbuf_data_len(pkts[i]), &ips[2 * i]);
-	rte_fib_lookup_bulk(kg_fib.fib4, ips, nhs, (int)(2 * nb));
+			      rte_pktmbuf_data_len(pkts[i]), &b.ips[2 * i]);
+	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)(2 * nb));
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
-	if (dns) {
+	if (b.dns) {
 		for (i = 0; i < nb; i++) {
 			const uint8_t *fr = rte_pktmbuf_mtod(pkts[i], const uint8_t *);
 			uint32_t flen = rte_pktmbuf_data_len(pkts[i]);
 
 			/* IPv4 to a local address (its lookup is done), or IPv6:
 			 * forwarded frames are passed over at once */
-			dparsed[i] = KG_DNS_NOT_DNS;
+			b.dparsed[i] = KG_DNS_NOT_DNS;
 			if (pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
-			    (nhs[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
+			    (b.nhs[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
 				continue;
-			dparsed[i] = (uint8_t)kg_dns_parse(dns, fr, flen, &dq[i]);
-			if (dparsed[i] == KG_DNS_ANSWERED)
-				kg_dns_prefetch_slot(dns, dq[i].hash);
+			b.dparsed[i] = (uint8_t)kg_dns_parse(b.dns, fr, flen, &b.dq[i]);
+			if (b.dparsed[i] == KG_DNS_ANSWERED)
+				kg_dns_prefetch_slot(b.dns, b.dq[i].hash);
 		}
 		/* then their answers looked up, and the bodies fetched */
 		for (i = 0; i < nb; i++) {
-			if (dparsed[i] != KG_DNS_ANSWERED)
+			if (b.dparsed[i] != KG_DNS_ANSWERED)
 				continue;
-			dparsed[i] = (uint8_t)kg_dns_match(dns, &dq[i]);
-			if (dparsed[i] == KG_DNS_ANSWERED)
-				rte_prefetch0(dns->bodies + dq[i].ans->body_off);
+			b.dparsed[i] = (uint8_t)kg_dns_match(b.dns, &b.dq[i]);
+			if (b.dparsed[i] == KG_DNS_ANSWERED)
+				rte_prefetch0(b.dns->bodies + b.dq[i].ans->body_off);
 		}
 	}
 
+	/* The fast lane (classify.h: kg_fast4) forwards what it can; the rest
+	 * goes through the classifier (rx_slow), in the burst's order. It
+	 * needs forwarding on on this port, and a unicast port MAC (the
+	 * classifier punts multicast destinations first). */
+	mac = kg_load64(&kg_fib.port_mac[pi]);
+	fast = kg_fib.fwd4[pi] && !(mac & 1);
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
-		struct kg_verdict v;
 		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
-		uint32_t flen = rte_pktmbuf_data_len(m), cap = flen;
-		/* aligned as an mbuf's data: read through rte_ether_hdr (segs.h) */
-		_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];
+		uint32_t len = rte_pktmbuf_data_len(m), adj_idx, moved, heard;
+		uint64_t a;
+		unsigned int e;
 
-		/* a chain: classified on a view of its headers, with its whole
-		 * length (segs.h); its addresses were not in nhs[] */
-		if (unlikely(m->nb_segs > 1))
-			frame = kg_segs_head(m, head, &flen, &cap);
-		bytes += m->pkt_len;
-		switch (kg_classify_frame_pre(&kg_fib, pi, frame, flen,
-					      m->nb_segs == 1 ? &nhs[2 * i] : NULL, &v)) {
-		case KG_VERDICT_FORWARD: {
-			uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
-
-			if (unlikely(m->nb_segs > 1) &&
-			    !kg_segs_forward(m, frame, cap, len, kg.port[v.egress].tx_segs)) {
-				rte_pktmbuf_free(m);
-				ctr_add(&c->drops[KG_DROP_FWD_TOO_BIG], 1);
-				break;
-			}
-			/* liveness: this neighbour is in use (one store a
-			 * period per adjacency, to this lcore's own array) */
-			if (used[v.adj_idx] != epoch)
-				__atomic_store_n(&used[v.adj_idx], epoch, __ATOMIC_RELAXED);
-
-			if (len < m->data_len) /* Ethernet padding goes, as in Linux */
-				rte_pktmbuf_trim(m, m->data_len - len);
-			if (!(fwd_mask & (1u << v.egress))) {
-				fwd_mask |= 1u << v.egress;
-				n_fwd[v.egress] = 0;
-				n_ans[v.egress] = 0;
-				fwd_bytes[v.egress] = 0;
-			}
-			fwd[v.egress][n_fwd[v.egress]++] = m;
-			fwd_bytes[v.egress] += m->pkt_len;
-			break;
+		if (unlikely(!fast || m->nb_segs != 1) ||
+		    (a = kg_fast4(&kg_fib, pi, mac, frame, len, b.ips[2 * i], b.ips[2 * i + 1],
+				  (uint32_t)b.nhs[2 * i], (uint32_t)b.nhs[2 * i + 1], &adj_idx)) == 0) {
+			rx_slow(&b, m, i);
+			continue;
 		}
-		case KG_VERDICT_PUNT: {
-			int cls;
-
-			if (dns && v.reason == KG_PUNT_LOCAL && dparsed[i] != KG_DNS_NOT_DNS) {
-				uint32_t snh = (uint32_t)nhs[2 * i + 1];
-				int r;
-
-				now = now ? now : rte_rdtsc();
-				r = dns_answer(lcore, dns, m, dparsed[i], &dq[i], &snh, now, c);
-
-				if (r >= 0) {
-					/* answered (or dropped by the rate limit, r == KG_MAX_PORTS) */
-					if (r < KG_MAX_PORTS) {
-						if (!(fwd_mask & (1u << r))) {
-							fwd_mask |= 1u << r;
-							n_fwd[r] = 0;
-							n_ans[r] = 0;
-							fwd_bytes[r] = 0;
-						}
-						ans[r][n_ans[r]++] = m;
-						fwd_bytes[r] += m->pkt_len;
-					}
-					break;
-				}
-			}
-			cls = kg_police_class(frame, cap, v.reason);
-			now = now ? now : rte_rdtsc();
-
-			if (unlikely(!kg_police_ok(&police[cls], now))) {
-				rte_pktmbuf_free(m);
-				ctr_add(&c->drops[KG_DROP_POLICED], 1);
-				ctr_add(&c->policed[cls], 1);
-				break;
-			}
-			if (kg_police_priority(cls))
-				punt_hi[n_hi++] = m;
-			else
-				punt[n_punt++] = m;
-			ctr_add(&c->punts[v.reason < KG_PUNT_MAX ? v.reason : KG_PUNT_NOT_FAST], 1);
-			break;
-		}
-		default:
-			rte_pktmbuf_free(m);
-			ctr_add(&c->drops[v.reason < KG_DROP_MAX ? v.reason : KG_DROP_BAD_HEADER], 1);
-		}
-		if (unlikely(v.moved) && moved[v.moved] != epoch)
-			__atomic_store_n(&moved[v.moved], epoch, __ATOMIC_RELAXED);
-		else if (v.heard && heard[v.heard] != epoch)
-			__atomic_store_n(&heard[v.heard], epoch, __ATOMIC_RELAXED);
+		e = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
+		kg_src_liveness(&kg_fib, pi, frame, (uint32_t)b.nhs[2 * i + 1], &moved, &heard);
+		len = kg_rewrite4(&kg_fib, frame, len, a, e);
+		if (unlikely(len < m->data_len)) /* Ethernet padding goes, as in Linux */
+			rte_pktmbuf_trim(m, m->data_len - len);
+		stamp(b.used, adj_idx, b.epoch);
+		if (unlikely(moved))
+			stamp(b.moved, moved, b.epoch);
+		else if (heard)
+			stamp(b.heard, heard, b.epoch);
+		rx_out(&b, e, m, false);
 	}
 
-	ctr_add(&c->rx_bytes, bytes);
-	out = fifo_put(p->to_kernel_hi, punt_hi, n_hi, c, KG_DROP_TO_KERNEL_FULL);
-	out += fifo_put(p->to_kernel, punt, n_punt, c, KG_DROP_TO_KERNEL_FULL);
+	out = fifo_put(p->to_kernel_hi, b.punt_hi, b.n_hi, c, KG_DROP_TO_KERNEL_FULL);
+	out += fifo_put(p->to_kernel, b.punt, b.n_punt, c, KG_DROP_TO_KERNEL_FULL);
 	ctr_add(&c->to_kernel, out);
-	while (fwd_mask) {
-		unsigned int e = __builtin_ctz(fwd_mask);
+	while (b.fwd_mask) {
+		unsigned int e = __builtin_ctz(b.fwd_mask);
 		uint8_t q = kg.port[e].txq[lcore];
-		unsigned int nf = n_fwd[e], na = n_ans[e], k;
+		unsigned int nf = b.n_fwd[e], na = b.n_ans[e], k;
 
-		fwd_mask &= fwd_mask - 1;
+		b.fwd_mask &= b.fwd_mask - 1;
 		for (k = 0; k < na; k++)        /* nf + na <= nb: room in fwd[e] */
-			fwd[e][nf + k] = ans[e][k];
+			b.fwd[e][nf + k] = b.ans[e][k];
 		if (likely(q != KG_TXQ_FIFO)) {
 			ctr_add(&c->forwarded, nf);
 			if (na)
 				ctr_add(&c->dns_answered, na);
-			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, fwd[e], nf + na, fwd_bytes[e]);
+			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, b.fwd[e], nf + na,
+				b.fwd_bytes[e]);
 			continue;
 		}
-		out = fifo_put(kg.port[e].tx, fwd[e], nf + na, c,
-			       KG_DROP_FWD_FIFO_FULL);
+		out = fifo_put(kg.port[e].tx, b.fwd[e], nf + na, c, KG_DROP_FWD_FIFO_FULL);
 		ctr_add(&c->forwarded, RTE_MIN(out, nf));
 		if (out > nf)
 			ctr_add(&c->dns_answered, out - nf);

@@ -408,3 +408,29 @@ def test_policing_classes_keep_control_traffic_apart_from_floods():
         for k in range(len(f)):
             c = lib.kg_police(0, f[:k], k)
             assert -1 <= c < lib.KG_POLICE_MAX
+
+
+def test_fast_lane_takes_plain_forwarding_and_leaves_the_rest():
+    """The rx stage's fast lane (kg_fast4) forwards the usual IPv4 frame with
+    the classifier's verdict (dataplane.classify checks that they agree on
+    every frame of these tests), and leaves to the classifier whatever the
+    classifier punts or drops, and 255.0.0.0/8."""
+    v, _ = classify(0, frame4(ttl=64))
+    assert v.name == "forward:1" and v.fast
+    for f in (frame4(ttl=1), frame4(dst="10.0.0.1"), frame4(dst="224.0.0.5"),
+              frame4(src="127.0.0.1"), frame4(dst="0.1.2.3"), frame4(dst="255.255.255.255"),
+              frame4(dst="255.1.2.3"), frame4(src="10.0.0.1"),
+              bytes(ether(dst="ff:ff:ff:ff:ff:ff") / IP(src="10.0.0.2", dst="10.1.0.2") / UDP()),
+              bytes(ether(dst="02:00:00:00:00:99") / IP(src="10.0.0.2", dst="10.1.0.2") / UDP()),
+              bytes(ether() / IP(src="10.0.0.2", dst="10.1.0.2", options=b"\x01\x01\x01\x00") / UDP()),
+              bytes(ether() / IP(src="10.0.0.2", dst="10.1.0.2", len=19) / UDP()),
+              frame4()[:40], frame4()[:33]):
+        got, _ = classify(0, f)
+        assert not got.fast, got.name
+    bad = bytearray(frame4())
+    bad[24] ^= 1                                    # header checksum
+    got, _ = classify(0, bytes(bad))
+    assert got.name == "drop:bad_checksum" and not got.fast
+    # padding after the packet: forwarded by both, the rewrite trims it
+    v, out = classify(0, frame4() + b"\0" * 6)
+    assert v.fast and len(out) == len(frame4())
