@@ -200,7 +200,7 @@ struct rx_burst {
 	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
 };
 
-/* m (of len bytes) goes out of egress: to its list of the burst. */
+/* m goes out of port e: onto e's list of the burst (answer: its DNS answers'). */
 static __rte_always_inline void
 rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
 {
@@ -217,6 +217,8 @@ rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
 	b->fwd_bytes[e] += m->pkt_len;
 }
 
+/* A liveness stamp (tables.h): one store a period per entry, to this
+ * lcore's own array. */
 static __rte_always_inline void
 stamp(uint8_t *s, uint32_t k, uint8_t epoch)
 {
