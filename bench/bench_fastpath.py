@@ -21,7 +21,8 @@ side on the same vdevs:
   kni-gw "(0,0,1),(1,0,1)": rx on lcore 0, tx on lcore 1 (fifo between)
   kni-gw "(0,0+1,1),(1,1,0)": two rx lcores on port 0 (two rx queues: net_pcap
          with two rx_pcap= arguments), against one; "n/a (reason)" while
-         kni-gw refuses that --config
+         kni-gw refuses that --config; beside it, l3fwd with port 0's two rx
+         queues on two lcores against one (what the 2 vCPUs allow)
   kni-gw with 100k IPv4 routes (--routes), frames spread over them: the
          rate against 1 route, and the time the mirror takes to load them
          with `ip -batch` while traffic runs
@@ -141,13 +142,16 @@ def ensure_l3fwd():
         subprocess.run([os.path.join(HERE, "build_l3fwd.sh")], check=True, stdout=subprocess.DEVNULL)
 
 
-def l3fwd_rate(pcap, seconds):
+def l3fwd_rate(pcap, seconds, two=False):
     """DPDK l3fwd, LPM, one lcore polling both ports; port 1's tx rate, and
     the share of port 0's rx that went out of port 1 in the same windows
-    (frames l3fwd drops or sends back out of port 0 would lower it)."""
+    (frames l3fwd drops or sends back out of port 0 would lower it).
+    two: port 0's two rx queues on lcores 0 and 1 (what the machine gives a
+    second rx lcore, for kni-gw's two-rx-lcore row)."""
     prefix = "kgbench-l3"
-    p = Proc([L3FWD, "-l", "0"] + EAL_MEM + ["--file-prefix", prefix] + vdevs(pcap) +
-             ["--", "-p", "0x3", "--config", "(0,0,0),(1,0,0)", "--parse-ptype"], ns=NS)
+    lcores, config = ("0-1", "(0,0,0),(0,1,1),(1,0,0)") if two else ("0", "(0,0,0),(1,0,0)")
+    p = Proc([L3FWD, "-l", lcores] + EAL_MEM + ["--file-prefix", prefix] + vdevs(pcap, 2 if two else 1) +
+             ["--", "-p", "0x3", "--config", config, "--parse-ptype"], ns=NS)
     try:
         wait_port_counting(prefix, p)
         rx0a = telemetry(prefix, "/ethdev/stats,0")["ipackets"]
@@ -345,6 +349,7 @@ def main() -> int:
         split, note = kni_rate(base, SPLIT, args.seconds)
         rows.append((f"kni-gw rx/tx split {SPLIT}", split, 1, note))
 
+        l3two, _ = l3fwd_rate(base, args.seconds, two=True)
         two, why = None, ""
         for cfg in TWO_RX:
             try:
@@ -420,7 +425,9 @@ def main() -> int:
                   + (f"   {note}" if note else ""))
         for n, r in route_rows:
             print(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x")
-        print("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a"))
+        print("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a") +
+              f"; l3fwd on two lcores (port 0's two rx queues) against one, same run: {l3two / l3:.2f}x"
+              f" ({l3two / 1e6:.2f} Mpps): what this machine gives a second lcore")
         for line in extra_lines:
             print("  " + line)
         print(f"  (cycles/packet: core clock x rx lcores / rate; run took {time.monotonic() - t_start:.0f} s; "
