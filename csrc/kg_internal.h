@@ -29,7 +29,6 @@
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
-#define KG_EXC_CLOCK_PASSES 8 /* busy passes between two reads of the clock for it */
 
 _Static_assert(KG_DROP_MAX == 15, "kg_port_counters.drops[] size");
 _Static_assert(KG_DNS_ADDRS_MAX == 32, "kg_dns_conf.addr4[], addr6[] size");

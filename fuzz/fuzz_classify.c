@@ -127,6 +127,14 @@ check_police(const unsigned char *f, unsigned int len, int reason)
 
 /* A heap copy of the frame `off` bytes into its allocation, which ends
  * where the frame does: ASan sees any read past the frame. */
+static unsigned char *
+frame_at(const unsigned char *frame, unsigned int len, unsigned int off, unsigned char **mem)
+{
+	*mem = malloc(off + len ? off + len : 1);
+	memcpy(*mem + off, frame, len);
+	return *mem + off;
+}
+
 static unsigned long fast_hits;         /* frames the fast lane took */
 
 /* said at exit: that the fuzzer reached the fast lane, and how often */
@@ -134,14 +142,6 @@ __attribute__((destructor)) static void
 report_fast(void)
 {
 	fprintf(stderr, "fuzz_classify: the fast lane took %lu frames\n", fast_hits);
-}
-
-static unsigned char *
-frame_at(const unsigned char *frame, unsigned int len, unsigned int off, unsigned char **mem)
-{
-	*mem = malloc(off + len ? off + len : 1);
-	memcpy(*mem + off, frame, len);
-	return *mem + off;
 }
 
 /* The rx stage's fast lane on frame g (ips, nhs: its addresses and their
@@ -155,7 +155,7 @@ check_fast(unsigned int in, unsigned char *g, unsigned int len, const uint32_t *
 	struct kg_verdict v;
 	uint32_t adj_idx = 0, moved, heard;
 	uint64_t mac = kg_load64(&kg_fib.port_mac[in]), a;
-	unsigned char *mem, *c;
+	unsigned char *mem, *c, *dmem, *d;
 	int r;
 
 	if (!kg_fib.fwd4[in] || (mac & 1))
@@ -170,9 +170,11 @@ check_fast(unsigned int in, unsigned char *g, unsigned int len, const uint32_t *
 	kg_src_liveness(&kg_fib, in, g, (uint32_t)nhs[1], &moved, &heard);
 	assert(moved == v.moved && heard == v.heard);
 	c = frame_at(g, len, 0, &mem);
-	assert(kg_rewrite4(&kg_fib, c, len, a, v.egress) == kg_rewrite_frame(&kg_fib, g, len, &v));
-	assert(memcmp(c, g, len) == 0);
+	d = frame_at(g, len, 0, &dmem);
+	assert(kg_rewrite4(&kg_fib, c, len, a, v.egress) == kg_rewrite_frame(&kg_fib, d, len, &v));
+	assert(memcmp(c, d, len) == 0);
 	free(mem);
+	free(dmem);
 	fast_hits++;
 }
 

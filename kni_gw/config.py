@@ -785,8 +785,10 @@ def size_tables(cfg: "RunConfig", host: "HostFacts") -> None:
 # its CPU for about a millisecond under line-rate TCP (bench/bench_tcp.py:
 # 31-59k frames lost a run, 4-6x Linux forwarding's retransmits; with 4096,
 # ~60; with 8192, none in the same runs). 8192 frames of framesz (2048 by
-# default) is 16 MiB of kernel memory a ring.
+# default) is 16 MiB of kernel memory a ring; with a larger framesz, fewer
+# frames, to the same 16 MiB (a power of two, DPDK's 512 at least).
 AF_PACKET_FRAMECNT = 8192
+AF_PACKET_RING_BYTES = 16 << 20
 
 
 def af_packet_rings(cfg: "RunConfig") -> None:
@@ -804,11 +806,19 @@ def af_packet_rings(cfg: "RunConfig") -> None:
         name, _, rest = vdev.partition(",")
         if not name.startswith("net_af_packet"):
             continue
-        if "framecnt" in {kv.partition("=")[0].strip() for kv in rest.split(",")}:
+        args = {kv.partition("=")[0].strip(): kv.partition("=")[2].strip() for kv in rest.split(",")}
+        if "framecnt" in args:
             continue
-        argv[at] = f"{lead}{vdev},framecnt={AF_PACKET_FRAMECNT}"
-        cfg.vdev_notes.append(f"{name}: framecnt={AF_PACKET_FRAMECNT} (kni-gw's default: a kernel ring of "
-                              f"{AF_PACKET_FRAMECNT} frames a queue and direction, DPDK's 512 overflow "
+        try:
+            framesz = max(1, int(args.get("framesz", "2048")))
+        except ValueError:
+            continue            # the PMD refuses it in its own words
+        n = AF_PACKET_FRAMECNT
+        while n > 512 and n * framesz > AF_PACKET_RING_BYTES:
+            n //= 2
+        argv[at] = f"{lead}{vdev},framecnt={n}"
+        cfg.vdev_notes.append(f"{name}: framecnt={n} (kni-gw's default: a kernel ring of {n} frames, "
+                              f"{n * framesz >> 20} MiB, a queue and direction; DPDK's 512 overflow "
                               f"under TCP; give framecnt=N to choose)")
     cfg.eal_argv = argv
 

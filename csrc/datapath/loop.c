@@ -477,7 +477,7 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, ok - sent);
 		work += n;
 	}
-	if (busy && (now == 0 || now - p->exc_last_poll < kg.exc_poll_cycles))
+	if (busy && now - p->exc_last_poll < kg.exc_poll_cycles)
 		return work;
 	p->exc_last_poll = now;
 
@@ -517,7 +517,7 @@ kg_lcore_loop(void *arg)
 {
 	unsigned int lcore = rte_lcore_id();
 	const struct kg_lcore *lc = &kg.lcore[lcore];
-	unsigned int idle = 0, sleep_us = 1, exc_pass = 0, i;
+	unsigned int idle = 0, sleep_us = 1, i;
 	const unsigned int max_sleep = kg.idle_sleep_us;
 	bool busy = false;
 
@@ -533,13 +533,8 @@ kg_lcore_loop(void *arg)
 		for (i = 0; i < lc->n_rx; i++)
 			work += stage_rx(lcore, &lc->rx[i]);
 		if (lc->n_exc) {
-			/* the clock (rdtsc: ~20 cycles on a VM) is read for the
-			 * vEthN poll interval only every KG_EXC_CLOCK_PASSES busy
-			 * passes; in between, a busy lcore does not poll vEthN */
-			uint64_t now = 0;
+			uint64_t now = rte_rdtsc();
 
-			if (!busy || ++exc_pass % KG_EXC_CLOCK_PASSES == 0)
-				now = rte_rdtsc();
 			for (i = 0; i < lc->n_exc; i++)
 				work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i],
 						  busy, now);

@@ -341,3 +341,8 @@ def test_af_packet_ring_default_unless_given():
                                       f"net_af_packet2,iface=c,framecnt={AF_PACKET_FRAMECNT}",
                                       "net_null0"]
     assert [n.split(":")[0] for n in cfg.vdev_notes] == ["net_af_packet0", "net_af_packet2"]
+    # larger frames: fewer of them, to the same ring size
+    cfg = build_config(["-l", "0-1", "--no-huge", "--vdev", "net_af_packet0,iface=a,framesz=9216,blocksz=16384",
+                        "-p", "0x1", "--config", "(0,0,1)"], ncpus=2)
+    preflight(cfg, host(hugepages_free=0))
+    assert cfg.eal_opts["--vdev"] == ["net_af_packet0,iface=a,framesz=9216,blocksz=16384,framecnt=1024"]
