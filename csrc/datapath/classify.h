@@ -156,6 +156,22 @@ kg_ipv4_martian_net(uint32_t a)
 	return net == 0 || net == IN_LOOPBACKNET;
 }
 
+/* The sum of an IPv4 header's first five 32-bit words, loaded as native
+ * words (memcpy: not 4-byte aligned). Folded, it is the ones' complement
+ * sum of the header's 16-bit words, in either byte order. */
+static __rte_always_inline uint64_t
+kg_ipv4_sum20(const uint8_t *hb)
+{
+	uint32_t w0, w1, w2, w3, w4;
+
+	memcpy(&w0, hb, 4);
+	memcpy(&w1, hb + 4, 4);
+	memcpy(&w2, hb + 8, 4);
+	memcpy(&w3, hb + 12, 4);
+	memcpy(&w4, hb + 16, 4);
+	return (uint64_t)w0 + w1 + w2 + w3 + w4;
+}
+
 static __rte_always_inline int
 kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether_hdr *eth,
 		 uint32_t avail, const uint64_t *pre, struct kg_verdict *v)
@@ -183,15 +199,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 		uint32_t w;
 
 		if (likely(ihl == sizeof(*ip))) {
-			/* the usual header, unrolled */
-			uint32_t w0, w1, w2, w3, w4;
-
-			memcpy(&w0, hb, 4);
-			memcpy(&w1, hb + 4, 4);
-			memcpy(&w2, hb + 8, 4);
-			memcpy(&w3, hb + 12, 4);
-			memcpy(&w4, hb + 16, 4);
-			s = (uint64_t)w0 + w1 + w2 + w3 + w4;
+			s = kg_ipv4_sum20(hb);  /* the usual header, unrolled */
 		} else {
 			for (i = 0; i < ihl; i += 4) {
 				memcpy(&w, hb + i, 4);
@@ -459,8 +467,8 @@ kg_fast4(const struct kg_fib *f, unsigned int in, uint64_t mac, const uint8_t *f
 	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 	const uint8_t *hb = (const uint8_t *)ip;
-	uint64_t w, sum, a;
-	uint32_t t, w0, w1, w2, w3, w4, tot, egress;
+	uint64_t w, a;
+	uint32_t t, tot, egress;
 
 	if (unlikely(len < sizeof(*eth) + sizeof(*ip)))
 		return 0;
@@ -475,13 +483,7 @@ kg_fast4(const struct kg_fib *f, unsigned int in, uint64_t mac, const uint8_t *f
 	/* sizeof(*ip) <= tot <= len - sizeof(*eth), in one comparison */
 	if (tot - sizeof(*ip) > len - sizeof(*eth) - sizeof(*ip) || ip->time_to_live <= 1)
 		return 0;
-	memcpy(&w0, hb, 4);
-	memcpy(&w1, hb + 4, 4);
-	memcpy(&w2, hb + 8, 4);
-	memcpy(&w3, hb + 12, 4);
-	memcpy(&w4, hb + 16, 4);
-	sum = (uint64_t)w0 + w1 + w2 + w3 + w4;
-	if (sum % 0xffff != 0 ||
+	if (kg_ipv4_sum20(hb) % 0xffff != 0 ||
 	    (kg_v4_special_octet[dst >> 24] | kg_v4_special_octet[src >> 24]) != 0)
 		return 0;
 	if (nh == KG_PUNT_NO_ROUTE)
