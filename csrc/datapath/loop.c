@@ -326,13 +326,11 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
-	for (i = 0; i < nb; i++)
-		bytes += pkts[i]->pkt_len;
-	ctr_add(&c->rx_bytes, bytes);
 
 	if (unlikely(!load_acquire(&p->admin_up))) {
 		/* vEthN is down: the port takes no traffic. Only ports that
 		 * cannot be stopped and restarted get here. */
+		ctr_add(&c->rx_bytes, burst_bytes(pkts, nb));
 		drop_bulk(c, KG_DROP_PORT_DOWN_RX, pkts, nb);
 		return nb;
 	}
@@ -350,10 +348,14 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	b.n_punt = 0;
 	b.n_hi = 0;
 
-	/* the burst's IPv4 destinations and sources, looked up at once */
-	for (i = 0; i < nb; i++)
+	/* the burst's IPv4 destinations and sources, looked up at once (and
+	 * its bytes counted on the way) */
+	for (i = 0; i < nb; i++) {
+		bytes += pkts[i]->pkt_len;
 		kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
 			      rte_pktmbuf_data_len(pkts[i]), &b.ips[2 * i]);
+	}
+	ctr_add(&c->rx_bytes, bytes);
 	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)(2 * nb));
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
