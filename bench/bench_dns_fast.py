@@ -5,8 +5,8 @@ responder through the exception path (issue 14). Run as root, alone:
   sudo flock /tmp/kni-bench.lock .venv/bin/python bench/bench_dns_fast.py [--seconds 2]
 
 Harness (bench_fastpath's): port 0 = net_pcap replaying queries from
-memory (infinite_rx), port 1 = net_null no-rx=1 (the sink); --no-huge
--m 1024, -l 0-1, kni-gw --config "(0,0,1),(1,1,0)": lcore 0 polls port 0
+memory (infinite_rx), port 1 = net_null no-rx=1 (the sink); its memory
+(900 MiB of hugepages where free, else --no-huge), -l 0-1, kni-gw --config "(0,0,1),(1,1,0)": lcore 0 polls port 0
 and answers, lcore 1 does the rest. The zone has 10,000 names
 (h0..h9999.bench.test, A, and AAAA on every 4th). The queries come from
 4,096 clients in 10.2.0.0/16, which the gateway routes via a static
