@@ -20,8 +20,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (Proc, cpu_seconds, eal_memory, fmt_rate, kni_gw, netns, rate,  # noqa: E402
-                    remove_eal_leftovers, sh, wait_for, wait_iface, write_pcap)
+from common import (Proc, cpu_seconds, eal_memory, fmt_rate, kni_gw, netns, rate, sh,  # noqa: E402
+                    wait_for, wait_iface, write_pcap)
+from kni_gw.instance import remove_eal_leftovers  # noqa: E402
 
 NS = "kgbench-gw"
 # section 1's processes: hugepages where 512 MiB are free, as a gateway runs
@@ -115,7 +116,8 @@ def main() -> int:
         tmp = tempfile.mkdtemp(prefix="kgbench")
         pcap = write_pcap(os.path.join(tmp, "udp64.pcap"), n=1024, size=60)
 
-        print(f"== 1. frames/s into vEth0 (64-byte frames, pcap infinite_rx -> TAP), same run; {MEM_SAID}")
+        print("== 1. frames/s into vEth0 (64-byte frames, pcap infinite_rx -> TAP), same run")
+        print(f"   {MEM_SAID}")
         # the path's capacity is measured with policing off: with it (the
         # default), these frames (to a MAC that is nobody's) are the
         # "other" class and the policer, not the path, sets the rate
@@ -130,7 +132,7 @@ def main() -> int:
         print(f"  dpdk-testpmd io (pcap -> net_tap)   {fmt_rate(tp)} / {fmt_rate(tp2)} (before/after)")
         print(f"  kni-gw --police off (back-off)      {fmt_rate(kg)}   ratio {kg / tpm:.2f}x testpmd")
         print(f"  kni-gw --police off --busy-poll     {fmt_rate(kgb)}   ratio {kgb / tpm:.2f}x testpmd")
-        print("  kni-gw --police off (0,0,1,0): rx + vEth I/O on one lcore, as testpmd's one forwarding lcore")
+        print("  kni-gw --police off (0,0,1,0): rx and vEth I/O on one lcore, as testpmd")
         print(f"                                      {fmt_rate(kg1)}   ratio {kg1 / tpm:.2f}x testpmd")
         print(f"  back-off vs busy-poll throughput    {kg / kgb:.3f}")
         print(f"  kni-gw with its default policing    {fmt_rate(kgp)}   (class 'other': the policer's rate)")

@@ -46,11 +46,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (HERE, Proc, dpdk_port_rate, eal_memory, netns, remove_eal_leftovers, sh,  # noqa: E402
-                    telemetry, wait_for)
+from common import HERE, Proc, dpdk_port_rate, eal_memory, netns, sh, telemetry, wait_for  # noqa: E402
+from kni_gw.instance import remove_eal_leftovers  # noqa: E402
 from tests.integration.harness import Gateway  # noqa: E402
 
 NS = "kgbench-fp"
@@ -65,6 +66,16 @@ SPLIT = "(0,0,1),(1,0,1)"
 # two rx lcores on port 0: the spellings kni-gw may accept (lcores joined by
 # '+', or a range), tried in this order
 TWO_RX = ("(0,0+1,1),(1,1,0)", "(0,0-1,1),(1,1,0)")
+
+
+def say(line: str, note: str = "", indent: str = "") -> None:
+    """A line of the report within 79 columns (a file, a narrow terminal):
+    a long line goes on under `indent`, a row's note on lines of its own."""
+    print(textwrap.fill(line, 79, subsequent_indent=indent, break_on_hyphens=False)
+          if len(line) > 79 else line, flush=True)
+    if note:
+        print(textwrap.fill(note, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                            break_on_hyphens=False), flush=True)
 
 
 def cpu_mhz() -> float:
@@ -330,15 +341,16 @@ def main() -> int:
     try:
         base = os.path.join(tmp, "fwd.pcap")
         write_frames(base, fwd_dsts())
-        print(f"== fast path, 64-byte frames to 198.18.1.0/24, pcap(infinite_rx) -> net_null(no-rx), "
-              f"{MEM_SAID}; core {mhz:.0f} MHz; load average {loadavg()}", flush=True)
+        say(f"== fast path, 64-byte frames to 198.18.1.0/24, pcap(infinite_rx) -> net_null(no-rx), "
+            f"{MEM_SAID}; core {mhz:.0f} MHz; load average {loadavg()}", indent="   ")
         tp_io = testpmd_rate(base, "io", args.seconds)
         if args.routes_only:
-            print(f"  dpdk-testpmd io                  {tp_io / 1e6:7.2f} Mpps")
+            say(f"  dpdk-testpmd io                  {tp_io / 1e6:7.2f} Mpps")
             for n in sizes:
-                print("  " + routes_load_while_forwarding(n, tmp, base))
+                say("  " + routes_load_while_forwarding(n, tmp, base), indent="    ")
                 r, note = routes_run(n, tmp, args)
-                print(f"  kni-gw one lcore, {n // 1000}k routes  {r / 1e6:7.2f} Mpps  {r / tp_io:.2f}x testpmd io; {note}")
+                say(f"  kni-gw one lcore, {n // 1000}k routes  {r / 1e6:7.2f} Mpps  {r / tp_io:.2f}x testpmd io",
+                    note)
             return 0
 
         l3a, share_a = l3fwd_rate(base, args.seconds)
@@ -409,29 +421,28 @@ def main() -> int:
             return f"{lcores * mhz * 1e6 / r:6.0f}" if r else "     -"
 
         print(f"  {'':40s} {'Mpps':>7s}  {'x l3fwd':>7s}  {'x io':>5s}  {'cyc/pkt':>7s}")
-        print(f"  {'dpdk-testpmd io (harness ceiling)':40s} {io / 1e6:7.2f}  {io / l3:7.2f}  {1:5.2f}  {cyc(io, 1)}"
-              f"   before/after {tp_io / 1e6:.2f} / {tp_io2 / 1e6:.2f}")
-        print(f"  {'dpdk-l3fwd LPM, one lcore':40s} {l3 / 1e6:7.2f}  {1:7.2f}  {l3 / io:5.2f}  {cyc(l3, 1)}"
-              f"   before/after {l3a / 1e6:.2f} / {l3b / 1e6:.2f}; port 0 rx out of port 1: "
-              f"{100 * share_a:.1f}% / {100 * share_b:.1f}%")
+        say(f"  {'dpdk-testpmd io (harness ceiling)':40s} {io / 1e6:7.2f}  {io / l3:7.2f}  {1:5.2f}  "
+            f"{cyc(io, 1)}", f"before/after {tp_io / 1e6:.2f} / {tp_io2 / 1e6:.2f}")
+        say(f"  {'dpdk-l3fwd LPM, one lcore':40s} {l3 / 1e6:7.2f}  {1:7.2f}  {l3 / io:5.2f}  {cyc(l3, 1)}",
+            f"before/after {l3a / 1e6:.2f} / {l3b / 1e6:.2f}; port 0 rx out of port 1: "
+            f"{100 * share_a:.1f}% / {100 * share_b:.1f}%")
         if not args.skip_extras:
-            print(f"  {'dpdk-testpmd mac':40s} {tp_mac / 1e6:7.2f}  {tp_mac / l3:7.2f}  {tp_mac / io:5.2f}  "
-                  f"{cyc(tp_mac, 1)}")
+            say(f"  {'dpdk-testpmd mac':40s} {tp_mac / 1e6:7.2f}  {tp_mac / l3:7.2f}  {tp_mac / io:5.2f}  "
+                f"{cyc(tp_mac, 1)}")
         for label, r, lcores, note in rows:
             if r is None:
-                print(f"  {label:40s} {note}")
+                say(f"  {label}", note)
                 continue
-            print(f"  {label:40s} {r / 1e6:7.2f}  {r / l3:7.2f}  {r / io:5.2f}  {cyc(r, lcores)}"
-                  + (f"   {note}" if note else ""))
+            say(f"  {label:40s} {r / 1e6:7.2f}  {r / l3:7.2f}  {r / io:5.2f}  {cyc(r, lcores)}", note)
         for n, r in route_rows:
-            print(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x")
-        print("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a") +
-              f"; l3fwd on two lcores (port 0's two rx queues) against one, same run: {l3two / l3:.2f}x"
-              f" ({l3two / 1e6:.2f} Mpps): what this machine gives a second lcore")
+            say(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x")
+        say("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a"))
+        say(f"  l3fwd, two lcores against one: {l3two / l3:.2f}x ({l3two / 1e6:.2f} Mpps;"
+            f" what this machine gives a 2nd lcore)", indent="    ")
         for line in extra_lines:
-            print("  " + line)
-        print(f"  (cycles/packet: core clock x rx lcores / rate; run took {time.monotonic() - t_start:.0f} s; "
-              f"load average at the end {loadavg()})")
+            say("  " + line, indent="    ")
+        say(f"  (cycles/packet: core clock x rx lcores / rate; run took {time.monotonic() - t_start:.0f} s; "
+            f"load average at the end {loadavg()})", indent="   ")
         return 0
     finally:
         cleanup()

@@ -35,20 +35,6 @@ def write_pcap(path: str, n: int = 1024, size: int = 64, dst_mac: str = "02:00:0
     return path
 
 
-def remove_eal_leftovers(prefix: str) -> None:
-    """What a DPDK process stopped by a signal (testpmd, l3fwd) leaves
-    behind: its hugepage files, which keep those pages from the next
-    process, and its runtime directory."""
-    import shutil
-    from kni_gw.instance import eal_run_dir, hugepage_files
-    for f in hugepage_files(prefix):
-        try:
-            os.unlink(f)
-        except OSError:
-            pass
-    shutil.rmtree(eal_run_dir(prefix), ignore_errors=True)
-
-
 def eal_memory(mb: int, force_no_huge: bool = False):
     """EAL memory options for a benchmark's DPDK processes, and how to say
     it: `mb` MiB of hugepages where that many are free (what a gateway runs

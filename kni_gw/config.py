@@ -817,9 +817,8 @@ def af_packet_rings(cfg: "RunConfig") -> None:
         while n > 512 and n * framesz > AF_PACKET_RING_BYTES:
             n //= 2
         argv[at] = f"{lead}{vdev},framecnt={n}"
-        cfg.vdev_notes.append(f"{name}: framecnt={n} (kni-gw's default: a kernel ring of {n} frames, "
-                              f"{n * framesz >> 20} MiB, a queue and direction; DPDK's 512 overflow "
-                              f"under TCP; give framecnt=N to choose)")
+        cfg.vdev_notes.append(f"{name}: framecnt={n}, a {n * framesz >> 20} MiB kernel ring a queue "
+                              f"and direction (kni-gw's default; framecnt=N to choose)")
     cfg.eal_argv = argv
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import os
-import shutil
 import socket
 import sys
 import threading
@@ -19,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .config import RunConfig
 from .errors import DataplaneError
+from .instance import remove_eal_leftovers
 
 log = logging.getLogger("kni-gw")
 
@@ -262,19 +261,6 @@ class PortInfo:
     nb_txq: int = 1
     rx_spread: str = "none"        # none | rss | driver
     tx_fifo_fallback: bool = False
-
-
-def remove_eal_leftovers(prefix: str, huge_dir: Optional[str] = None) -> None:
-    """After rte_eal_cleanup(): EAL keeps a hugepage file or more and its
-    runtime directory. The prefix was locked by this process until now, so
-    what carries it is ours."""
-    from .instance import eal_run_dir, hugepage_files
-    for f in hugepage_files(prefix, huge_dir):
-        try:
-            os.unlink(f)
-        except OSError as e:
-            log.warning("cannot remove %s: %s", f, e)
-    shutil.rmtree(eal_run_dir(prefix), ignore_errors=True)
 
 
 class Dataplane:

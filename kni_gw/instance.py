@@ -55,6 +55,19 @@ def hugepage_files(prefix: str, huge_dir: Optional[str] = None) -> List[str]:
     return sorted(out)
 
 
+def remove_eal_leftovers(prefix: str, huge_dir: Optional[str] = None) -> None:
+    """After rte_eal_cleanup(), or a DPDK process stopped by a signal: EAL
+    keeps a hugepage file or more (held from the next process) and its
+    runtime directory. The caller knows the prefix's process is gone, so
+    what carries it is its."""
+    for f in hugepage_files(prefix, huge_dir):
+        try:
+            os.unlink(f)
+        except OSError as e:
+            log.warning("cannot remove %s: %s", f, e)
+    shutil.rmtree(eal_run_dir(prefix), ignore_errors=True)
+
+
 def config_lock_pid(prefix: str) -> Optional[int]:
     """The pid holding EAL's lock on /var/run/dpdk/P/config, else None.
     F_GETLK only asks: a starting primary is never disturbed."""
