@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fast-path forwarding rate against DPDK's l3fwd (issues: fast path, 11). Run as root:
 
-  sudo .venv/bin/python bench/bench_fastpath.py [--seconds 2] [--routes 100000]
-                                                [--skip-extras] [--routes-only]
+  sudo .venv/bin/python bench/bench_fastpath.py [--seconds 2] [--rounds 3]
+                      [--routes 100000] [--skip-extras] [--routes-only] [--no-huge]
 
 Harness: port 0 = net_pcap replaying 64-byte UDP frames from memory
 (infinite_rx), port 1 = net_null with no-rx=1 (a sink); 900 MiB of
@@ -32,11 +32,15 @@ side on the same vdevs:
 Every rate is the median of three windows of --seconds, read as port 1's
 tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and
 l3fwd's through the DPDK telemetry socket (/ethdev/stats,1; l3fwd prints no
-counters). The
-references run at the start and at the end; ratios use their mean. Cycles
-per packet = core clock (/proc/cpuinfo MHz) / rate, times the number of
-lcores that share the rx work (2 for the two-rx-lcore row; with rx and tx
-split, it is the rx lcore's).
+counters). A process's rate varies from one start to the next (where its
+memory lands, what the host does) by up to a tenth, so the core rows
+(testpmd io, l3fwd, kni-gw one lcore, split, two rx lcores, l3fwd on two)
+run --rounds times in turn: each ratio is taken within a round, and the
+report gives the median over the rounds and their range. The route-table
+and extra rows run once, against the medians. Cycles per packet = core
+clock (/proc/cpuinfo MHz) / rate, times the number of lcores that share the
+rx work (2 for the two-rx-lcore row; with rx and tx split, it is the rx
+lcore's).
 """
 import argparse
 import os
@@ -318,6 +322,8 @@ def drops_note(a, b):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="length of one of the three rate windows")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="times the core rows (testpmd io, l3fwd, kni-gw's shapes) run in turn (default 3)")
     ap.add_argument("--routes", default="100000",
                     help="comma-separated route-table sizes to run (default 100000; '' or 0: none)")
     ap.add_argument("--skip-100k", action="store_true", help="same as --routes 10000")
@@ -326,6 +332,8 @@ def main() -> int:
     ap.add_argument("--no-huge", action="store_true",
                     help="every process on ordinary memory instead of hugepages (the TLB then dominates)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds: at least 1")
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
         return 2
@@ -353,26 +361,40 @@ def main() -> int:
                     note)
             return 0
 
-        l3a, share_a = l3fwd_rate(base, args.seconds)
-        # rows: (label, packets/s or None, lcores sharing the rx work, note)
-        rows = []
-        one, note = kni_rate(base, ONE, args.seconds)
-        rows.append((f"kni-gw one lcore {ONE}", one, 1, note))
-        split, note = kni_rate(base, SPLIT, args.seconds)
-        rows.append((f"kni-gw rx/tx split {SPLIT}", split, 1, note))
+        # The core rows, run --rounds times in turn (a process's rate varies
+        # from one start to the next by more than the differences measured:
+        # where its memory lands, what the host does); each ratio is taken
+        # within a round, then the median over the rounds.
+        runs = {k: [] for k in ("io", "l3", "one", "split", "l3two", "two")}
+        notes = {k: set() for k in runs}
+        shares = []
+        two_cfg, why = None, ""
+        for rnd in range(args.rounds):
+            runs["io"].append(tp_io if rnd == 0 else testpmd_rate(base, "io", args.seconds))
+            r, share = l3fwd_rate(base, args.seconds)
+            runs["l3"].append(r)
+            shares.append(share)
+            for k, cfg in (("one", ONE), ("split", SPLIT)):
+                r, note = kni_rate(base, cfg, args.seconds)
+                runs[k].append(r)
+                if note:
+                    notes[k].add(note)
+            runs["l3two"].append(l3fwd_rate(base, args.seconds, two=True)[0])
+            for cfg in ([two_cfg] if two_cfg else TWO_RX if rnd == 0 else []):
+                try:
+                    r, note = kni_rate(base, cfg, args.seconds, queues=2)
+                    runs["two"].append(r)
+                    two_cfg = cfg
+                    if note:
+                        notes["two"].add(note)
+                    break
+                except Refused as e:
+                    why = why or str(e)
+            say(f"  (round {rnd + 1} of {args.rounds} done, {time.monotonic() - t_start:.0f} s)")
+        one = statistics.median(runs["one"])
+        two = statistics.median(runs["two"]) if runs["two"] else None
 
-        l3two, _ = l3fwd_rate(base, args.seconds, two=True)
-        two, why = None, ""
-        for cfg in TWO_RX:
-            try:
-                two, note = kni_rate(base, cfg, args.seconds, queues=2)
-                rows.append((f"kni-gw two rx lcores {cfg}", two, 2, note))
-                break
-            except Refused as e:
-                why = why or str(e)
-        if two is None:
-            rows.append((f"kni-gw two rx lcores {TWO_RX[0]}", None, 2, f"n/a (refused: {why})"))
-
+        rows = []       # one run each: (label, packets/s, lcores sharing the rx work, note)
         extra_lines = []
         route_rows = []
         for n in sizes:
@@ -412,33 +434,57 @@ def main() -> int:
                          f"punted so far {p0['to_kernel']}, kernel_dropped {p0['kernel_dropped']}, "
                          f"to_kernel_full {p0['drops']['to_kernel_full']}"))
 
-        l3b, share_b = l3fwd_rate(base, args.seconds)
-        tp_io2 = testpmd_rate(base, "io", args.seconds)
-        io = (tp_io + tp_io2) / 2
-        l3 = (l3a + l3b) / 2
+        io = statistics.median(runs["io"])
+        l3 = statistics.median(runs["l3"])
 
         def cyc(r, lcores):
             return f"{lcores * mhz * 1e6 / r:6.0f}" if r else "     -"
 
+        def per_round(k, ref):
+            """The median over the rounds of k's rate over ref's in the
+            same round, and their range."""
+            q = [a / b for a, b in zip(runs[k], runs[ref])]
+            return statistics.median(q), min(q), max(q)
+
+        def rounds_note(k, extra=""):
+            s = "rounds " + " ".join(f"{r / 1e6:.2f}" for r in runs[k])
+            if k != "l3":
+                m, lo, hi = per_round(k, "l3")
+                s += f" ({lo:.2f}-{hi:.2f}x l3fwd)"
+            return "; ".join([s] + ([extra] if extra else []) + sorted(notes[k]))
+
+        def row(label, k, lcores=1):
+            if not runs[k]:
+                say(f"  {label}", f"n/a (refused: {why})")
+                return
+            r = statistics.median(runs[k])
+            say(f"  {label:40s} {r / 1e6:7.2f}  {per_round(k, 'l3')[0]:7.2f}  "
+                f"{per_round(k, 'io')[0]:5.2f}  {cyc(r, lcores)}",
+                rounds_note(k, f"port 0 rx out of port 1: {100 * min(shares):.1f}% at least"
+                            if k == "l3" else ""))
+
         print(f"  {'':40s} {'Mpps':>7s}  {'x l3fwd':>7s}  {'x io':>5s}  {'cyc/pkt':>7s}")
-        say(f"  {'dpdk-testpmd io (harness ceiling)':40s} {io / 1e6:7.2f}  {io / l3:7.2f}  {1:5.2f}  "
-            f"{cyc(io, 1)}", f"before/after {tp_io / 1e6:.2f} / {tp_io2 / 1e6:.2f}")
-        say(f"  {'dpdk-l3fwd LPM, one lcore':40s} {l3 / 1e6:7.2f}  {1:7.2f}  {l3 / io:5.2f}  {cyc(l3, 1)}",
-            f"before/after {l3a / 1e6:.2f} / {l3b / 1e6:.2f}; port 0 rx out of port 1: "
-            f"{100 * share_a:.1f}% / {100 * share_b:.1f}%")
+        row("dpdk-testpmd io (harness ceiling)", "io")
+        row("dpdk-l3fwd LPM, one lcore", "l3")
         if not args.skip_extras:
             say(f"  {'dpdk-testpmd mac':40s} {tp_mac / 1e6:7.2f}  {tp_mac / l3:7.2f}  {tp_mac / io:5.2f}  "
-                f"{cyc(tp_mac, 1)}")
+                f"{cyc(tp_mac, 1)}", "one run, against the medians")
+        row(f"kni-gw one lcore {ONE}", "one")
+        row(f"kni-gw rx/tx split {SPLIT}", "split")
+        row(f"kni-gw two rx lcores {two_cfg or TWO_RX[0]}", "two", 2)
         for label, r, lcores, note in rows:
-            if r is None:
-                say(f"  {label}", note)
-                continue
-            say(f"  {label:40s} {r / 1e6:7.2f}  {r / l3:7.2f}  {r / io:5.2f}  {cyc(r, lcores)}", note)
+            say(f"  {label:40s} {r / 1e6:7.2f}  {r / l3:7.2f}  {r / io:5.2f}  {cyc(r, lcores)}",
+                "; ".join(x for x in ("one run, against the medians", note) if x))
         for n, r in route_rows:
-            say(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x")
-        say("  two rx lcores against one: " + (f"{two / one:.2f}x" if two else "n/a"))
-        say(f"  l3fwd, two lcores against one: {l3two / l3:.2f}x ({l3two / 1e6:.2f} Mpps;"
-            f" what this machine gives a 2nd lcore)", indent="    ")
+            say(f"  {n // 1000}k vs 1 route (one lcore): {r / one:.2f}x (against the median)")
+        if two:
+            m, lo, hi = per_round("two", "one")
+            say(f"  two rx lcores against one: {m:.2f}x (rounds {lo:.2f}-{hi:.2f})")
+        else:
+            say("  two rx lcores against one: n/a")
+        m, lo, hi = per_round("l3two", "l3")
+        say(f"  l3fwd, two lcores against one: {m:.2f}x (rounds {lo:.2f}-{hi:.2f}; what this "
+            f"machine gives a 2nd lcore)", indent="    ")
         for line in extra_lines:
             say("  " + line, indent="    ")
         say(f"  (cycles/packet: core clock x rx lcores / rate; run took {time.monotonic() - t_start:.0f} s; "
