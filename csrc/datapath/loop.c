@@ -515,13 +515,17 @@ idle_sleep(unsigned int us)
 }
 
 /* An lcore's mbufs cycle through its mempool cache, last in, first out:
- * the same few dozen mbufs carry all its traffic, whichever the cache was
- * left holding. Measured (README, Benchmarks): after a start during which
- * frames were punted into vEthN, two rx lcores on one port ran a tenth to
- * a third slower for the life of the process, and at full speed from the
- * moment their caches went back to the pool and refilled from it. Each
- * lcore therefore hands its cache back every KG_CACHE_RENEW_MS: about two
- * microseconds a second. */
+ * with drivers that allocate at each rx burst and free at once on tx
+ * (net_pcap, net_null; a descriptor-ring NIC keeps its rings' worth in
+ * flight), the same few dozen mbufs carry all its traffic, whichever the
+ * cache was left holding. Measured (README, Benchmarks): after a start
+ * during which frames were punted into vEthN, two rx lcores on one port ran
+ * a tenth to a third slower for the life of the process, and at full speed
+ * from the moment their caches went back to the pool and refilled from it.
+ * Why those mbufs were slow is not known: this treats the symptom. Each
+ * lcore hands its cache back at least KG_CACHE_RENEW_MS apart (a busy
+ * lcore looks every 1024 passes; an idle one, every 1024 back-off sleeps):
+ * about two microseconds a second. */
 static void
 cache_renew(unsigned int lcore)
 {
