@@ -112,6 +112,8 @@ struct kg_dp {
 	struct kg_port port[KG_MAX_PORTS];
 	struct kg_lcore lcore[RTE_MAX_LCORE]; /* setup: w */
 	struct rte_mempool *pool;             /* setup: w */
+	void **withheld;                      /* setup: w; mbufs kept out of the pool */
+	unsigned int nb_withheld;             /* (eal.c, umem_fit) */
 	unsigned int burst;                   /* setup: w */
 	unsigned int idle_sleep_us;           /* setup: w */
 	uint64_t exc_poll_cycles;             /* setup: w; KG_EXC_POLL_US in TSC cycles */

@@ -221,6 +221,7 @@ int kg_stats_read(struct kg_port_counters *out, unsigned int n);
 int kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsigned int n);
 unsigned int kg_mbufs_in_use(void);
 unsigned int kg_mbufs_total(void);
+unsigned int kg_mbufs_withheld(void);
 
 int kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen);
 /* Bytes the tables of this configuration take (what kg_fib_create asks of

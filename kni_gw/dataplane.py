@@ -444,3 +444,6 @@ class Dataplane:
 
     def mbufs_total(self) -> int:
         return lib.kg_mbufs_total()
+
+    def mbufs_withheld(self) -> int:
+        return lib.kg_mbufs_withheld()

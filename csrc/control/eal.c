@@ -6,9 +6,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_errno.h>
 #include <rte_malloc.h>
 #include <rte_cycles.h>
@@ -115,10 +120,114 @@ pool_size(const struct kg_config *cfg, unsigned int nb_lcores)
 	return n + (nb_lcores + 1) * MBUF_CACHE * 3 / 2;
 }
 
+static bool
+any_port_af_xdp(void)
+{
+	struct rte_eth_dev_info info;
+	unsigned int i;
+
+	for (i = 0; i < kg.nb_ports; i++)
+		if (rte_eth_dev_info_get(kg.port[i].port_id, &info) == 0 &&
+		    strcmp(info.driver_name, "net_af_xdp") == 0)
+			return true;
+	return false;
+}
+
+/* rte_pktmbuf_pool_create(), with objects packed end to end when asked:
+ * RTE_MEMPOOL_F_NO_IOVA_CONTIG lets an object cross a page boundary. */
+static struct rte_mempool *
+pool_create(const struct kg_config *cfg, bool packed)
+{
+	struct rte_pktmbuf_pool_private priv = {
+		.mbuf_data_room_size = (uint16_t)cfg->mbuf_size,
+	};
+	struct rte_mempool *mp;
+
+	if (!packed)
+		return rte_pktmbuf_pool_create("kg_mbuf_pool", cfg->mbufs, cfg->mbuf_cache, 0,
+					       (uint16_t)cfg->mbuf_size, rte_socket_id());
+	mp = rte_mempool_create_empty("kg_mbuf_pool", cfg->mbufs,
+				      sizeof(struct rte_mbuf) + cfg->mbuf_size,
+				      cfg->mbuf_cache, sizeof(priv), rte_socket_id(),
+				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	if (mp == NULL)
+		return NULL;
+	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) != 0)
+		goto fail;
+	rte_pktmbuf_pool_init(mp, &priv);
+	if (rte_mempool_populate_default(mp) < 0)
+		goto fail;
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+fail:
+	rte_mempool_free(mp);
+	return NULL;
+}
+
+/* net_af_xdp (DPDK 22.11) registers the pool as its umem: from the page
+ * of the pool's first memory chunk, populated_size x object size bytes
+ * long. That holds only if the objects lie end to end; where they skip
+ * page boundaries (hugepages: some bytes a page; --no-huge: one object
+ * per 4 KiB page) the last objects lie past the umem's end, the kernel
+ * drops the fill-ring entries that carry them, and every such mbuf is
+ * lost, with the port's reception, once the pool's ring hands them out.
+ * Those objects are taken out of the pool here and never used. */
+struct umem_span {
+	uintptr_t base;
+	uint64_t size, frame;
+	unsigned int past;
+};
+
+static void
+umem_count(struct rte_mempool *mp, void *arg, void *obj, unsigned int idx)
+{
+	struct umem_span *u = arg;
+
+	(void)idx;
+	if ((uintptr_t)obj - mp->header_size - u->base + u->frame > u->size)
+		u->past++;
+}
+
+static int
+umem_fit(struct rte_mempool *mp, char *err, unsigned int errlen)
+{
+	uintptr_t first = (uintptr_t)STAILQ_FIRST(&mp->mem_list)->addr;
+	struct umem_span u = {
+		.base = first & ~((uintptr_t)getpagesize() - 1),
+		.frame = rte_mempool_calc_obj_size(mp->elt_size, mp->flags, NULL),
+	};
+	unsigned int i, n = mp->size, in = 0;
+	void **objs;
+
+	u.size = (uint64_t)mp->populated_size * u.frame + (first - u.base);
+	rte_mempool_obj_iter(mp, umem_count, &u);
+	if (u.past == 0)
+		return 0;
+	objs = malloc(n * sizeof(*objs));
+	kg.withheld = malloc(u.past * sizeof(*kg.withheld));
+	if (objs == NULL || kg.withheld == NULL ||
+	    rte_mempool_ops_dequeue_bulk(mp, objs, n) != 0) {
+		free(objs);
+		kg_err(err, errlen, "cannot sort the mbuf pool for net_af_xdp's umem");
+		return -ENOMEM;
+	}
+	/* back in their order, but for the ones past the umem */
+	for (i = 0; i < n; i++) {
+		if ((uintptr_t)objs[i] - mp->header_size - u.base + u.frame > u.size)
+			kg.withheld[kg.nb_withheld++] = objs[i];
+		else
+			objs[in++] = objs[i];
+	}
+	rte_mempool_ops_enqueue_bulk(mp, objs, in);
+	free(objs);
+	return 0;
+}
+
 int
 kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 {
 	unsigned int i, nb_lcores = 0, avail;
+	bool af_xdp;
 	int ret;
 
 	if (!kg.eal_ready) {
@@ -199,16 +308,21 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 		kg_err(err, errlen, "bad mbuf size %u", cfg->mbuf_size);
 		return -EINVAL;
 	}
-	kg.pool = rte_pktmbuf_pool_create("kg_mbuf_pool", cfg->mbufs,
-					  cfg->mbuf_cache, 0,
-					  (uint16_t)cfg->mbuf_size,
-					  rte_socket_id());
+	/* Without hugepages, objects that keep off page boundaries take a 4 KiB
+	 * page each; packed, they also fit net_af_xdp's umem (umem_fit). */
+	af_xdp = any_port_af_xdp();
+	kg.pool = pool_create(cfg, af_xdp && !rte_eal_has_hugepages());
 	if (kg.pool == NULL) {
 		kg_err(err, errlen,
 		       "cannot create a pool of %u mbufs: %s (give EAL more "
 		       "memory with -m/--socket-mem, or reserve more hugepages)",
 		       cfg->mbufs, rte_strerror(rte_errno));
 		return -ENOMEM;
+	}
+	if (af_xdp) {
+		ret = umem_fit(kg.pool, err, errlen);
+		if (ret < 0)
+			return ret;
 	}
 
 	ret = kg_fib_create(&cfg->fib, err, errlen);
@@ -250,6 +364,9 @@ kg_teardown(void)
 		rte_mempool_free(kg.pool);
 		kg.pool = NULL;
 	}
+	free(kg.withheld);
+	kg.withheld = NULL;
+	kg.nb_withheld = 0;
 	kg_rcu_free();
 	rte_pdump_uninit();
 	rte_eal_cleanup();
@@ -305,13 +422,19 @@ kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsigned i
 unsigned int
 kg_mbufs_in_use(void)
 {
-	return kg.pool ? rte_mempool_in_use_count(kg.pool) : 0;
+	return kg.pool ? rte_mempool_in_use_count(kg.pool) - kg.nb_withheld : 0;
 }
 
 unsigned int
 kg_mbufs_total(void)
 {
-	return kg.pool ? kg.pool->size : 0;
+	return kg.pool ? kg.pool->size - kg.nb_withheld : 0;
+}
+
+unsigned int
+kg_mbufs_withheld(void)
+{
+	return kg.nb_withheld;
 }
 
 const char *

@@ -71,6 +71,39 @@ def hostile(n_min=10_000, seed=5):
     return out
 
 
+def quiet_then_flush(g, gw):
+    """net_af_xdp reclaims the mbufs of sent frames on its next tx burst
+    only: wait until the kernel has stopped sending through port 0 (ARP,
+    rate-limited ICMP errors), then have it send one frame, so that exactly
+    that frame's mbuf is pending at each sample."""
+    last = [None, time.monotonic()]
+
+    def quiet():
+        n = g.stats()["ports"][0]["hw"]["exc_ipackets"]
+        if n != last[0]:
+            last[0], last[1] = n, time.monotonic()
+        return time.monotonic() - last[1] > 1.5
+    wait_for(quiet, timeout=60, step=0.1, what="the kernel quiet on vEth0")
+    sh("ping", "-c", "1", "-W", "0.2", "-I", "vEth0", "10.0.0.2", ns=gw, check=False)
+    return wait_for(lambda: (lambda s: s if s["ports"][0]["hw"]["to_kernel_fifo_used"] == 0
+                             and s["ports"][0]["hw"]["tx_fifo_used"] == 0 else None)(g.stats()),
+                    what="fifos drained")
+
+
+def still_works(g, gin, gout):
+    """The kernel answers through the ports and the fast path forwards."""
+    sh("ip", "addr", "add", "10.0.0.2/24", "dev", "in0", ns=gin)
+    sh("ip", "addr", "add", "10.1.0.2/24", "dev", "out1", ns=gout)
+    sh("ip", "route", "add", "default", "via", "10.0.0.1", ns=gin)
+    sh("ip", "route", "add", "default", "via", "10.1.0.1", ns=gout)
+    for ns, ifname, mac in ((gin, "in0", SRC_MAC), (gout, "out1", "02:00:00:00:0c:02")):
+        sh("ip", "link", "set", ifname, "address", mac, ns=ns)
+    assert " 0% packet loss" in ping(gin, "10.0.0.1", count=5, wait=2).stdout
+    before = g.stats()["ports"][0]["forwarded"]
+    assert " 0% packet loss" in ping(gin, "10.1.0.2", count=20, wait=2).stdout
+    assert g.stats()["ports"][0]["forwarded"] - before >= 20
+
+
 def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
     tag = f"kgh{os.getpid() % 100000}"
     cleanups = []
@@ -82,33 +115,14 @@ def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
         g = xdp_gateway(gateways, tag, gw, gin, gout)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
-        def quiet_then_flush():
-            """net_af_xdp reclaims the mbufs of sent frames on its next tx
-            burst only: wait until the kernel has stopped sending through
-            port 0 (ARP, rate-limited ICMP errors), then have it send one
-            frame, so that exactly that frame's mbuf is pending at each
-            sample."""
-            last = [None, time.monotonic()]
-
-            def quiet():
-                n = g.stats()["ports"][0]["hw"]["exc_ipackets"]
-                if n != last[0]:
-                    last[0], last[1] = n, time.monotonic()
-                return time.monotonic() - last[1] > 1.5
-            wait_for(quiet, timeout=60, step=0.1, what="the kernel quiet on vEth0")
-            sh("ping", "-c", "1", "-W", "0.2", "-I", "vEth0", "10.0.0.2", ns=gw, check=False)
-            return wait_for(lambda: (lambda s: s if s["ports"][0]["hw"]["to_kernel_fifo_used"] == 0
-                                     and s["ports"][0]["hw"]["tx_fifo_used"] == 0 else None)(g.stats()),
-                            what="fifos drained")
-
-        base = quiet_then_flush()
+        base = quiet_then_flush(g, gw)
         frames = hostile()
         assert len(frames) >= 10_000
         path = os.path.join(tmp, "hostile.bin")
         write_frames(path, frames)
         sh(sys.executable, PKTIO, "send", "in0", path, "25", ns=gin, timeout=300)
 
-        after = quiet_then_flush()
+        after = quiet_then_flush(g, gw)
         p0, b0 = after["ports"][0], base["ports"][0]
         d = {k: p0[k] - b0[k] for k in ("rx_packets", "to_kernel", "forwarded", "kernel_tx")}
         drops = {r: p0["drops"][r] - b0["drops"][r] for r in p0["drops"]}
@@ -121,16 +135,7 @@ def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
         assert after["mbufs_in_use"] == base["mbufs_in_use"]
         assert g.proc.poll() is None
         # and it still works: the kernel answers, the fast path forwards
-        sh("ip", "addr", "add", "10.0.0.2/24", "dev", "in0", ns=gin)
-        sh("ip", "addr", "add", "10.1.0.2/24", "dev", "out1", ns=gout)
-        sh("ip", "route", "add", "default", "via", "10.0.0.1", ns=gin)
-        sh("ip", "route", "add", "default", "via", "10.1.0.1", ns=gout)
-        for ns, ifname, mac in ((gin, "in0", SRC_MAC), (gout, "out1", "02:00:00:00:0c:02")):
-            sh("ip", "link", "set", ifname, "address", mac, ns=ns)
-        assert " 0% packet loss" in ping(gin, "10.0.0.1", count=5, wait=2).stdout
-        before = g.stats()["ports"][0]["forwarded"]
-        assert " 0% packet loss" in ping(gin, "10.1.0.2", count=20, wait=2).stdout
-        assert g.stats()["ports"][0]["forwarded"] - before >= 20
+        still_works(g, gin, gout)
     finally:
         while cleanups:
             cleanups.pop()()
