@@ -74,10 +74,10 @@ SPLIT = "(0,0,1),(1,0,1)"
 TWO_RX = ("(0,0+1,1),(1,1,0)", "(0,0-1,1),(1,1,0)")
 # The pcap replays from the moment kni-gw starts, so frames arrive before the
 # bench has configured vEth0/1 and the routes: kni-gw punts them to the
-# kernel (forwarding off, no route). With two rx lcores such a start leaves
-# both lcores slower for the process's life (a tenth to a third, balanced or
-# not; cause not found, see the README); the row beside it polices those
-# two punt classes to 0, so that nothing reaches the kernel during set-up.
+# kernel (forwarding off, no route). With two rx lcores such a start left
+# both lcores slower until their mempool caches were renewed (README); the
+# row beside it polices those two punt classes to 0, so that nothing
+# reaches the kernel during set-up, to show whether the start still matters.
 QUIET_START = ["--police", "transit=0", "--police", "error=0"]
 
 

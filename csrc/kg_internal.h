@@ -29,6 +29,7 @@
 #define KG_IDLE_SPINS 256 /* empty polls before the first back-off sleep */
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
+#define KG_CACHE_RENEW_MS 1000 /* an lcore's mbuf cache goes back to the pool, see cache_renew */
 
 _Static_assert(KG_DROP_MAX == 15, "kg_port_counters.drops[] size");
 _Static_assert(KG_DNS_ADDRS_MAX == 32, "kg_dns_conf.addr4[], addr6[] size");
@@ -117,6 +118,7 @@ struct kg_dp {
 	unsigned int burst;                   /* setup: w */
 	unsigned int idle_sleep_us;           /* setup: w */
 	uint64_t exc_poll_cycles;             /* setup: w; KG_EXC_POLL_US in TSC cycles */
+	uint64_t cache_renew_cycles;          /* setup: w; KG_CACHE_RENEW_MS in TSC cycles */
 	bool stop;                            /* ctl: w, lcores: r (atomic) */
 	bool eal_ready;                       /* setup: w */
 	bool running;                         /* dataplane thread: w, ctl: r */

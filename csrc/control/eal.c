@@ -272,6 +272,7 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 	kg.burst = cfg->burst;
 	kg.idle_sleep_us = cfg->idle_sleep_us;
 	kg.exc_poll_cycles = rte_get_tsc_hz() / 1000000 * KG_EXC_POLL_US;
+	kg.cache_renew_cycles = rte_get_tsc_hz() / 1000 * KG_CACHE_RENEW_MS;
 	for (i = 0; i < cfg->nb_ports; i++) {
 		unsigned int c, r, n = kg.port[i].n_rxl;
 

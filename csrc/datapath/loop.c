@@ -514,13 +514,37 @@ idle_sleep(unsigned int us)
 	nanosleep(&ts, NULL);
 }
 
+/* An lcore's mbufs cycle through its mempool cache, last in, first out:
+ * with drivers that allocate at each rx burst and free at once on tx
+ * (net_pcap, net_null; a descriptor-ring NIC keeps its rings' worth in
+ * flight), the same few dozen mbufs carry all its traffic, whichever the
+ * cache was left holding. Measured (README, Benchmarks): after a start
+ * during which frames were punted into vEthN, two rx lcores on one port ran
+ * a tenth to a third slower for the life of the process, and at full speed
+ * from the moment their caches went back to the pool and refilled from it.
+ * Why those mbufs were slow is not known: this treats the symptom. Each
+ * lcore hands its cache back at least KG_CACHE_RENEW_MS apart (a busy
+ * lcore looks every 1024 passes; an idle one, every 1024 back-off sleeps):
+ * about two microseconds a second. Renewals walk the pool's ring, so every
+ * mbuf of the pool carries frames in turn: net_af_xdp takes only those
+ * inside its umem, which umem_fit (eal.c) sees to. */
+static void
+cache_renew(unsigned int lcore)
+{
+	struct rte_mempool_cache *c = rte_mempool_default_cache(kg.pool, lcore);
+
+	if (c != NULL)
+		rte_mempool_cache_flush(c, kg.pool);
+}
+
 int
 kg_lcore_loop(void *arg)
 {
 	unsigned int lcore = rte_lcore_id();
 	const struct kg_lcore *lc = &kg.lcore[lcore];
-	unsigned int idle = 0, sleep_us = 1, i;
+	unsigned int idle = 0, sleep_us = 1, i, passes = 0;
 	const unsigned int max_sleep = kg.idle_sleep_us;
+	uint64_t renew = rte_rdtsc() + kg.cache_renew_cycles;
 	bool busy = false;
 
 	(void)arg;
@@ -546,6 +570,10 @@ kg_lcore_loop(void *arg)
 
 		/* Nothing of the shared state read above is held past here. */
 		kg_rcu_reader_quiescent(lcore);
+		if (unlikely((++passes & 1023) == 0) && rte_rdtsc() >= renew) {
+			cache_renew(lcore);
+			renew = rte_rdtsc() + kg.cache_renew_cycles;
+		}
 
 		busy = work != 0;
 		if (work) {
