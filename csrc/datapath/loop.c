@@ -468,8 +468,10 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		/* these mbufs were last written by the rx lcore, on another
 		 * core: fetch their headers, then their frames, all at once,
 		 * rather than one miss after another inside the TAP's writes */
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			rte_prefetch0(pkts[i]);
+			rte_prefetch0(&pkts[i]->next);  /* 2nd line: the tx and free walk it */
+		}
 		for (i = 0; i < n; i++)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 		ok = segs_filter(c, KG_DROP_TO_KERNEL_TOO_BIG, pkts, n, p->exc_tx_segs,
