@@ -12,29 +12,19 @@ move one mbuf through it each. With hugepages a few objects a 2 MiB page
 lie past it; without, nearly half the pool."""
 import os
 import sys
-import tempfile
 
 import pytest
 from scapy.all import IP, UDP, Ether, Raw
 
-from .harness import sh, wait_for
+from .harness import sh
 from .pktio import write_frames
-from .test_differential import MAC0, PKTIO, SRC_MAC, configure_router, netns, xdp_gateway
-from .test_hostile import quiet_then_flush, still_works
+from .test_differential import MAC0, PKTIO, SRC_MAC
+from .test_hostile import quiet_then_flush, still_works, xdp_router
 
 
 @pytest.mark.parametrize("huge", [False, True], ids=["no-huge", "hugepages"])
 def test_every_mbuf_of_the_pool_carries_frames_through_af_xdp(gateways, huge):
-    tag = f"kgp{os.getpid() % 100000}{int(huge)}"
-    cleanups = []
-    tmp = tempfile.mkdtemp(prefix="kgpool")
-    try:
-        gw, gin, gout = f"{tag}-gw", f"{tag}-in", f"{tag}-out"
-        for ns in (gw, gin, gout):
-            netns(ns, cleanups)
-        g = xdp_gateway(gateways, tag, gw, gin, gout, huge=huge)
-        configure_router(gw, "vEth0", "vEth1")
-        wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
+    with xdp_router(gateways, f"kgp{int(huge)}", huge=huge) as (g, gw, gin, gout, tmp):
         base = quiet_then_flush(g, gw)
         total = base["mbufs_total"]
         # to the gateway's own address, a closed port: punted ("local",
@@ -54,6 +44,3 @@ def test_every_mbuf_of_the_pool_carries_frames_through_af_xdp(gateways, huge):
         assert d["to_kernel"] == n and d["kernel_tx"] == n, (d, drops)
         assert after["mbufs_in_use"] == base["mbufs_in_use"], (after["mbufs_in_use"], base["mbufs_in_use"])
         still_works(g, gin, gout)
-    finally:
-        while cleanups:
-            cleanups.pop()()

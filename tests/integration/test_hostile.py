@@ -2,6 +2,7 @@
 counted once, every mbuf comes back, and the gateway still forwards and
 answers afterwards. Ports are net_af_xdp (see test_differential: af_packet
 would hold fragments back)."""
+import contextlib
 import os
 import random
 import sys
@@ -104,17 +105,27 @@ def still_works(g, gin, gout):
     assert g.stats()["ports"][0]["forwarded"] - before >= 20
 
 
-def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
-    tag = f"kgh{os.getpid() % 100000}"
+@contextlib.contextmanager
+def xdp_router(gateways, prefix, huge=False):
+    """kni-gw on two net_af_xdp ports, set up as the differential test's
+    router, its routes in the fast path: yields (g, gw, gin, gout, tmp)."""
+    tag = f"{prefix}{os.getpid() % 100000}"
     cleanups = []
-    tmp = tempfile.mkdtemp(prefix="kghostile")
     try:
         gw, gin, gout = f"{tag}-gw", f"{tag}-in", f"{tag}-out"
         for ns in (gw, gin, gout):
             netns(ns, cleanups)
-        g = xdp_gateway(gateways, tag, gw, gin, gout)
+        g = xdp_gateway(gateways, tag, gw, gin, gout, huge=huge)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
+        yield g, gw, gin, gout, tempfile.mkdtemp(prefix=prefix)
+    finally:
+        while cleanups:
+            cleanups.pop()()
+
+
+def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
+    with xdp_router(gateways, "kgh") as (g, gw, gin, gout, tmp):
         base = quiet_then_flush(g, gw)
         frames = hostile()
         assert len(frames) >= 10_000
@@ -136,6 +147,3 @@ def test_hostile_frames_leave_it_forwarding_and_counting(gateways):
         assert g.proc.poll() is None
         # and it still works: the kernel answers, the fast path forwards
         still_works(g, gin, gout)
-    finally:
-        while cleanups:
-            cleanups.pop()()
