@@ -142,6 +142,7 @@ pool_create(const struct kg_config *cfg, bool packed)
 		.mbuf_data_room_size = (uint16_t)cfg->mbuf_size,
 	};
 	struct rte_mempool *mp;
+	int ret;
 
 	if (!packed)
 		return rte_pktmbuf_pool_create("kg_mbuf_pool", cfg->mbufs, cfg->mbuf_cache, 0,
@@ -152,15 +153,18 @@ pool_create(const struct kg_config *cfg, bool packed)
 				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
 	if (mp == NULL)
 		return NULL;
-	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) != 0)
+	ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	if (ret != 0)
 		goto fail;
 	rte_pktmbuf_pool_init(mp, &priv);
-	if (rte_mempool_populate_default(mp) < 0)
+	ret = rte_mempool_populate_default(mp);
+	if (ret < 0)
 		goto fail;
 	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
 	return mp;
 fail:
 	rte_mempool_free(mp);
+	rte_errno = -ret;       /* for the caller's message */
 	return NULL;
 }
 
@@ -171,12 +175,26 @@ fail:
  * per 4 KiB page) the last objects lie past the umem's end, the kernel
  * drops the fill-ring entries that carry them, and every such mbuf is
  * lost, with the port's reception, once the pool's ring hands them out.
- * Those objects are taken out of the pool here and never used. */
+ * Those objects are taken out of the pool here and never used.
+ * Packed (no hugepages), objects cross 4 KiB pages: fine for AF_XDP in copy
+ * mode (veth, and any driver without zero-copy), but a zero-copy driver
+ * refuses chunks that cross pages its DMA map does not join, which
+ * ordinary pages are not: zero-copy AF_XDP needs hugepages. */
 struct umem_span {
 	uintptr_t base;
 	uint64_t size, frame;
 	unsigned int past;
 };
+
+/* the kernel's test of a fill entry (xp_check_unaligned), on the address
+ * the PMD puts there: the object's header, from the umem's base */
+static bool
+umem_past(const struct rte_mempool *mp, const struct umem_span *u, const void *obj)
+{
+	uint64_t off = (uintptr_t)obj - mp->header_size - u->base;
+
+	return off >= u->size || off + u->frame > u->size;
+}
 
 static void
 umem_count(struct rte_mempool *mp, void *arg, void *obj, unsigned int idx)
@@ -184,8 +202,7 @@ umem_count(struct rte_mempool *mp, void *arg, void *obj, unsigned int idx)
 	struct umem_span *u = arg;
 
 	(void)idx;
-	if ((uintptr_t)obj - mp->header_size - u->base + u->frame > u->size)
-		u->past++;
+	u->past += umem_past(mp, u, obj);
 }
 
 static int
@@ -213,7 +230,7 @@ umem_fit(struct rte_mempool *mp, char *err, unsigned int errlen)
 	}
 	/* back in their order, but for the ones past the umem */
 	for (i = 0; i < n; i++) {
-		if ((uintptr_t)objs[i] - mp->header_size - u.base + u.frame > u.size)
+		if (umem_past(mp, &u, objs[i]))
 			kg.withheld[kg.nb_withheld++] = objs[i];
 		else
 			objs[in++] = objs[i];
@@ -423,7 +440,10 @@ kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsigned i
 unsigned int
 kg_mbufs_in_use(void)
 {
-	return kg.pool ? rte_mempool_in_use_count(kg.pool) - kg.nb_withheld : 0;
+	unsigned int n = kg.pool ? rte_mempool_in_use_count(kg.pool) : 0;
+
+	/* the count reads the caches unlocked: it may come out short */
+	return n > kg.nb_withheld ? n - kg.nb_withheld : 0;
 }
 
 unsigned int

@@ -470,7 +470,7 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		 * rather than one miss after another inside the TAP's writes */
 		for (i = 0; i < n; i++) {
 			rte_prefetch0(pkts[i]);
-			rte_prefetch0(&pkts[i]->next);  /* 2nd line: the tx and free walk it */
+			rte_prefetch0(&pkts[i]->cacheline1); /* m->next: tx and free read it */
 		}
 		for (i = 0; i < n; i++)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
