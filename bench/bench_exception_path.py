@@ -126,6 +126,9 @@ def main() -> int:
         kg = run_kni_gw_pcap(pcap, args.seconds, off)
         kgb = run_kni_gw_pcap(pcap, args.seconds, off + ["--busy-poll"])
         kg1 = run_kni_gw_pcap(pcap, args.seconds, off, config="(0,0,1,0)")
+        # EAL's last-in-first-out mempool (README; bench_fastpath.py shows
+        # what it costs two rx lcores)
+        kgs = run_kni_gw_pcap(pcap, args.seconds, off + ["--mbuf-pool-ops-name", "stack"])
         kgp = run_kni_gw_pcap(pcap, args.seconds)
         tp2 = run_testpmd_pcap(pcap, args.seconds)
         tpm = (tp + tp2) / 2
@@ -134,6 +137,8 @@ def main() -> int:
         print(f"  kni-gw --police off --busy-poll     {fmt_rate(kgb)}   ratio {kgb / tpm:.2f}x testpmd")
         print("  kni-gw --police off (0,0,1,0): rx and vEth I/O on one lcore, as testpmd")
         print(f"                                      {fmt_rate(kg1)}   ratio {kg1 / tpm:.2f}x testpmd")
+        print("  kni-gw --police off, --mbuf-pool-ops-name stack (mbufs reused LIFO)")
+        print(f"                                      {fmt_rate(kgs)}   ratio {kgs / tpm:.2f}x testpmd")
         print(f"  back-off vs busy-poll throughput    {kg / kgb:.3f}")
         print(f"  kni-gw with its default policing    {fmt_rate(kgp)}   (class 'other': the policer's rate)")
 

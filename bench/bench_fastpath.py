@@ -79,6 +79,9 @@ TWO_RX = ("(0,0+1,1),(1,1,0)", "(0,0-1,1),(1,1,0)")
 # row beside it polices those two punt classes to 0, so that nothing
 # reaches the kernel during set-up, to show whether the start still matters.
 QUIET_START = ["--police", "transit=0", "--police", "error=0"]
+# EAL's last-in-first-out mempool: the exception path's choice (README,
+# bench_exception_path.py); an extra row shows what it costs two rx lcores
+STACK_POOL = ["--mbuf-pool-ops-name", "stack"]
 
 
 def say(line: str, note: str = "", indent: str = "") -> None:
@@ -441,6 +444,10 @@ def main() -> int:
             extra_lines.append(
                 f"kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
                 f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
+            if two_cfg:
+                r, note = kni_rate(base, two_cfg, args.seconds, queues=2, extra=STACK_POOL)
+                rows.append(("kni-gw two rx lcores, stack mempool", r, 2,
+                             "; ".join(x for x in (f"{r / two:.2f}x the ring pool's", note) if x)))
             # 1% punted
             punt = os.path.join(tmp, "punt1.pcap")
             write_frames(punt, fwd_dsts(1000), punt_every=100)
