@@ -140,7 +140,7 @@ def main() -> int:
         print("  kni-gw --police off, --mbuf-pool-ops-name stack (mbufs reused LIFO)")
         print(f"                                      {fmt_rate(kgs)}   ratio {kgs / tpm:.2f}x testpmd")
         print(f"  back-off vs busy-poll throughput    {kg / kgb:.3f}")
-        print(f"  kni-gw with its default policing    {fmt_rate(kgp)}   (class 'other': the policer's rate)")
+        print(f"  kni-gw with its default policing    {fmt_rate(kgp)}   (the limit of class 'other')")
 
         # a wire for the idle and RTT measurements
         sh("ip", "link", "add", "g0", "netns", NS, "type", "veth", "peer", "name", "p0", "netns", PEER)
