@@ -7,7 +7,8 @@
    (infinite_rx) into kni-gw, every frame punted to vEth0; side by side,
    dpdk-testpmd io-forwarding the same pcap vdev to a net_tap port, on the
    same lcores. Both are measured the same way: the kernel's rx_packets
-   counter of the TAP interface. Also kni-gw with --busy-poll.
+   counter of the TAP interface. Also kni-gw with --busy-poll, with rx and
+   vEth I/O on one lcore, and on EAL's stack mempool.
 2. Idle CPU of the polling threads, with back-off and with --busy-poll.
 3. Ping RTT through vEth0 (af_packet port) against a plain veth pair, with
    and without back-off.

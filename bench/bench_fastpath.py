@@ -29,7 +29,8 @@ side on the same vdevs:
          rate against 1 route, and the time the mirror takes to load them
          with `ip -batch` while traffic runs
   extras (--skip-extras leaves them out): testpmd mac, 50% of the frames a
-         flood at the gateway's address, 1% punted to the kernel
+         flood at the gateway's address, two rx lcores on EAL's stack
+         mempool (--mbuf-pool-ops-name stack), 1% punted to the kernel
 
 Every rate is the median of three windows of --seconds, read as port 1's
 tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and

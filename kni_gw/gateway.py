@@ -137,8 +137,8 @@ class Gateway:
                  self.dp.mbufs, cfg.mbuf_size + 128, self.dp.mbufs * mbuf_bytes(cfg.mbuf_size) / 2**20,
                  self.dp.mbuf_cache)
         if self.dp.mbufs_withheld():
-            log.info("mbuf pool: %d mbufs lie past the umem that net_af_xdp (DPDK 22.11) registers "
-                     "and are kept out of use", self.dp.mbufs_withheld())
+            log.info("mbuf pool: %d mbufs lie past net_af_xdp's umem: kept out of use",
+                     self.dp.mbufs_withheld())
         log.info("route tables: %d IPv4 + %d IPv6 routes, %.0f MiB; IPv4 lookups %s",
                  cfg.tables.routes4, cfg.tables.routes6, self.dp.fib_memory() / 2**20,
                  "with AVX-512" if self.dp.fib4_avx512() else "scalar/AVX2 (rte_fib's choice)")

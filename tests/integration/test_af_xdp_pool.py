@@ -8,8 +8,11 @@ with the frames it should have received. The pool's caches keep a running
 gateway on few mbufs, so only traffic that moves mbufs between lcores walks
 the pool's ring far enough to hand those objects out: frames punted into
 vEth0 (received on lcore 0, written into the kernel and freed on lcore 1)
-move one mbuf through it each. With hugepages a few objects a 2 MiB page
-lie past it; without, nearly half the pool."""
+move one mbuf through it each. Without hugepages nearly half the pool lay
+past it, and the test failed (4,751 of 36,488 frames received). With
+hugepages a few objects lie past it (the bytes each 2 MiB page leaves over):
+there the test shows that the pool kni-gw trims still carries every frame,
+but it passed without the trimming too."""
 import os
 import sys
 
