@@ -8,7 +8,8 @@
    dpdk-testpmd io-forwarding the same pcap vdev to a net_tap port, on the
    same lcores. Both are measured the same way: the kernel's rx_packets
    counter of the TAP interface. Also kni-gw with --busy-poll, with rx and
-   vEth I/O on one lcore, and on EAL's stack mempool.
+   vEth I/O on one lcore, and on DPDK's ring and stack mempool drivers
+   instead of kni-gw's own (kg_hot, csrc/control/pool.c).
 2. Idle CPU of the polling threads, with back-off and with --busy-poll.
 3. Ping RTT through vEth0 (af_packet port) against a plain veth pair, with
    and without back-off.
@@ -127,8 +128,11 @@ def main() -> int:
         kg = run_kni_gw_pcap(pcap, args.seconds, off)
         kgb = run_kni_gw_pcap(pcap, args.seconds, off + ["--busy-poll"])
         kg1 = run_kni_gw_pcap(pcap, args.seconds, off, config="(0,0,1,0)")
-        # EAL's last-in-first-out mempool (README; bench_fastpath.py shows
-        # what it costs two rx lcores)
+        # DPDK's mempool drivers instead of kg_hot (README): its ring, first
+        # in first out over the whole pool, as kni-gw was before kg_hot;
+        # its stack, last in first out (bench_fastpath.py shows what that
+        # costs two rx lcores)
+        kgr = run_kni_gw_pcap(pcap, args.seconds, off + ["--mbuf-pool-ops-name", "ring_mp_mc"])
         kgs = run_kni_gw_pcap(pcap, args.seconds, off + ["--mbuf-pool-ops-name", "stack"])
         kgp = run_kni_gw_pcap(pcap, args.seconds)
         tp2 = run_testpmd_pcap(pcap, args.seconds)
@@ -138,6 +142,8 @@ def main() -> int:
         print(f"  kni-gw --police off --busy-poll     {fmt_rate(kgb)}   ratio {kgb / tpm:.2f}x testpmd")
         print("  kni-gw --police off (0,0,1,0): rx and vEth I/O on one lcore, as testpmd")
         print(f"                                      {fmt_rate(kg1)}   ratio {kg1 / tpm:.2f}x testpmd")
+        print("  kni-gw --police off, --mbuf-pool-ops-name ring_mp_mc (DPDK's ring)")
+        print(f"                                      {fmt_rate(kgr)}   ratio {kgr / tpm:.2f}x testpmd")
         print("  kni-gw --police off, --mbuf-pool-ops-name stack (mbufs reused LIFO)")
         print(f"                                      {fmt_rate(kgs)}   ratio {kgs / tpm:.2f}x testpmd")
         print(f"  back-off vs busy-poll throughput    {kg / kgb:.3f}")

@@ -29,8 +29,9 @@ side on the same vdevs:
          rate against 1 route, and the time the mirror takes to load them
          with `ip -batch` while traffic runs
   extras (--skip-extras leaves them out): testpmd mac, 50% of the frames a
-         flood at the gateway's address, two rx lcores on EAL's stack
-         mempool (--mbuf-pool-ops-name stack), 1% punted to the kernel
+         flood at the gateway's address, two rx lcores on DPDK's ring and
+         stack mempool drivers instead of kni-gw's kg_hot
+         (--mbuf-pool-ops-name ring_mp_mc, stack), 1% punted to the kernel
 
 Every rate is the median of three windows of --seconds, read as port 1's
 tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and
@@ -80,8 +81,11 @@ TWO_RX = ("(0,0+1,1),(1,1,0)", "(0,0-1,1),(1,1,0)")
 # row beside it polices those two punt classes to 0, so that nothing
 # reaches the kernel during set-up, to show whether the start still matters.
 QUIET_START = ["--police", "transit=0", "--police", "error=0"]
-# EAL's last-in-first-out mempool: the exception path's choice (README,
-# bench_exception_path.py); an extra row shows what it costs two rx lcores
+# DPDK's mempool drivers instead of kni-gw's kg_hot (csrc/control/pool.c):
+# its ring (first in, first out over the whole pool, as kni-gw was before
+# kg_hot) and its stack (last in, first out); extra rows show what each
+# gives two rx lcores (README, bench_exception_path.py)
+RING_POOL = ["--mbuf-pool-ops-name", "ring_mp_mc"]
 STACK_POOL = ["--mbuf-pool-ops-name", "stack"]
 
 
@@ -446,9 +450,10 @@ def main() -> int:
                 f"kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
                 f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
             if two_cfg:
-                r, note = kni_rate(base, two_cfg, args.seconds, queues=2, extra=STACK_POOL)
-                rows.append(("kni-gw two rx lcores, stack mempool", r, 2,
-                             "; ".join(x for x in (f"{r / two:.2f}x the ring pool's", note) if x)))
+                for name, pool in (("ring", RING_POOL), ("stack", STACK_POOL)):
+                    r, note = kni_rate(base, two_cfg, args.seconds, queues=2, extra=pool)
+                    rows.append((f"kni-gw two rx lcores, DPDK's {name} mempool", r, 2,
+                                 "; ".join(x for x in (f"{r / two:.2f}x kg_hot's", note) if x)))
             # 1% punted
             punt = os.path.join(tmp, "punt1.pcap")
             write_frames(punt, fwd_dsts(1000), punt_every=100)

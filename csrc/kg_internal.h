@@ -30,6 +30,9 @@
 #define KG_TX_BURSTS 4     /* bursts a tx stage may send per pass, see stage_tx */
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 #define KG_CACHE_RENEW_MS 1000 /* an lcore's mbuf cache goes back to the pool, see cache_renew */
+#ifndef KG_POOL_HOT
+#define KG_POOL_HOT 2048       /* free mbufs that cycle first (pool.c) */
+#endif
 
 _Static_assert(KG_DROP_MAX == 15, "kg_port_counters.drops[] size");
 _Static_assert(KG_DNS_ADDRS_MAX == 32, "kg_dns_conf.addr4[], addr6[] size");
@@ -131,6 +134,7 @@ extern KG_LOCAL struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
 int kg_lcore_loop(void *arg);
 
 /* control/port.c */
+const char *kg_pool_ops(void);
 int kg_port_plan_all(const struct kg_config *cfg, char *err, unsigned int errlen);
 int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);

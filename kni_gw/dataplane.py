@@ -447,3 +447,6 @@ class Dataplane:
 
     def mbufs_withheld(self) -> int:
         return lib.kg_mbufs_withheld()
+
+    def mbuf_pool_ops(self) -> str:
+        return ffi.string(lib.kg_mbuf_pool_ops()).decode()

@@ -133,8 +133,9 @@ any_port_af_xdp(void)
 	return false;
 }
 
-/* rte_pktmbuf_pool_create(), with objects packed end to end when asked:
- * RTE_MEMPOOL_F_NO_IOVA_CONTIG lets an object cross a page boundary. */
+/* rte_pktmbuf_pool_create(), on the driver kg_pool_ops() chooses (pool.c),
+ * with objects packed end to end when asked: RTE_MEMPOOL_F_NO_IOVA_CONTIG
+ * lets an object cross a page boundary. */
 static struct rte_mempool *
 pool_create(const struct kg_config *cfg, bool packed)
 {
@@ -144,16 +145,13 @@ pool_create(const struct kg_config *cfg, bool packed)
 	struct rte_mempool *mp;
 	int ret;
 
-	if (!packed)
-		return rte_pktmbuf_pool_create("kg_mbuf_pool", cfg->mbufs, cfg->mbuf_cache, 0,
-					       (uint16_t)cfg->mbuf_size, rte_socket_id());
 	mp = rte_mempool_create_empty("kg_mbuf_pool", cfg->mbufs,
 				      sizeof(struct rte_mbuf) + cfg->mbuf_size,
 				      cfg->mbuf_cache, sizeof(priv), rte_socket_id(),
-				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+				      packed ? RTE_MEMPOOL_F_NO_IOVA_CONTIG : 0);
 	if (mp == NULL)
 		return NULL;
-	ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	ret = rte_mempool_set_ops_byname(mp, kg_pool_ops(), NULL);
 	if (ret != 0)
 		goto fail;
 	rte_pktmbuf_pool_init(mp, &priv);
@@ -456,6 +454,12 @@ unsigned int
 kg_mbufs_withheld(void)
 {
 	return kg.nb_withheld;
+}
+
+const char *
+kg_mbuf_pool_ops(void)
+{
+	return kg.pool ? rte_mempool_get_ops(kg.pool->ops_index)->name : "";
 }
 
 const char *

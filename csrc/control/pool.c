@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ *
+ * pool.c - the mbuf pool's free list: "kg_hot", a mempool driver of two
+ * rings.
+ *
+ * An mbuf freed to DPDK's ring driver comes back out only once every other
+ * free mbuf has: first in, first out over the whole pool. The pool is sized
+ * for every queue and fifo full at once (pool_size, eal.c), so in normal
+ * running most of it is free, and every mbuf that crosses lcores (a frame
+ * punted to vEthN: the rx lcore allocates it, the exception lcore frees it)
+ * is one no core has touched for that whole cycle. Measured (README,
+ * Benchmarks): the exception path ran at 0.80-0.86x testpmd io with the
+ * computed pool (about 8,600 mbufs for one port) and at 0.92-0.94x with
+ * --mbufs 4096, which leaves less of it free.
+ *
+ * kg_hot keeps that whole capacity but cycles a short list: frees go to the
+ * "hot" ring while it has room (KG_POOL_HOT), the overflow to the "cold"
+ * ring; allocations take from the hot ring first. Both are rings, first in,
+ * first out, so that an lcore whose cache goes back to the pool (the
+ * renewal, loop.c) gets other mbufs than the ones it gave: a stack (last
+ * in, first out) would hand the same ones back, which costs two rx lcores
+ * on one port about a tenth (README).
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_malloc.h>
+#include <rte_mbuf_pool_ops.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "kg_internal.h"
+
+struct hot_pool {
+	struct rte_ring *hot, *cold;
+};
+
+static int
+hot_alloc(struct rte_mempool *mp)
+{
+	char name[RTE_RING_NAMESIZE];
+	struct hot_pool *h;
+
+	h = rte_zmalloc_socket("kg_hot", sizeof(*h), RTE_CACHE_LINE_SIZE, mp->socket_id);
+	if (h == NULL)
+		return -ENOMEM;
+	snprintf(name, sizeof(name), "kgh_%s", mp->name);
+	h->hot = rte_ring_create(name, RTE_MIN(mp->size, KG_POOL_HOT), mp->socket_id,
+				 RING_F_EXACT_SZ);
+	snprintf(name, sizeof(name), "kgc_%s", mp->name);
+	/* room for every object: an enqueue never fails */
+	h->cold = rte_ring_create(name, mp->size, mp->socket_id, RING_F_EXACT_SZ);
+	if (h->hot == NULL || h->cold == NULL) {
+		int err = rte_errno;
+
+		rte_ring_free(h->hot);
+		rte_ring_free(h->cold);
+		rte_free(h);
+		return -err;
+	}
+	mp->pool_data = h;
+	return 0;
+}
+
+static void
+hot_free(struct rte_mempool *mp)
+{
+	struct hot_pool *h = mp->pool_data;
+
+	rte_ring_free(h->hot);
+	rte_ring_free(h->cold);
+	rte_free(h);
+}
+
+static int
+hot_enqueue(struct rte_mempool *mp, void * const *objs, unsigned int n)
+{
+	struct hot_pool *h = mp->pool_data;
+	unsigned int k = rte_ring_mp_enqueue_burst(h->hot, objs, n, NULL);
+
+	if (k < n)
+		rte_ring_mp_enqueue_bulk(h->cold, objs + k, n - k, NULL);
+	return 0;
+}
+
+/* all n or none, as a mempool driver must */
+static int
+hot_dequeue(struct rte_mempool *mp, void **objs, unsigned int n)
+{
+	struct hot_pool *h = mp->pool_data;
+	unsigned int k = rte_ring_mc_dequeue_burst(h->hot, objs, n, NULL);
+
+	if (k == n || rte_ring_mc_dequeue_bulk(h->cold, objs + k, n - k, NULL) != 0)
+		return 0;
+	if (k != 0)
+		hot_enqueue(mp, objs, k);
+	return -ENOBUFS;
+}
+
+static unsigned int
+hot_count(const struct rte_mempool *mp)
+{
+	const struct hot_pool *h = mp->pool_data;
+
+	return rte_ring_count(h->hot) + rte_ring_count(h->cold);
+}
+
+static struct rte_mempool_ops hot_ops = {
+	.name = "kg_hot",
+	.alloc = hot_alloc,
+	.free = hot_free,
+	.enqueue = hot_enqueue,
+	.dequeue = hot_dequeue,
+	.get_count = hot_count,
+};
+
+/* The pool's driver: the one the user named (EAL's --mbuf-pool-ops-name),
+ * else kg_hot, registered once a process (the table is this process's:
+ * secondaries such as dpdk-dumpcap copy frames, they never free ours),
+ * else DPDK's choice for the platform if the table is full. */
+const char *
+kg_pool_ops(void)
+{
+	static int registered;
+
+	if (rte_eal_mbuf_user_pool_ops() != NULL)
+		return rte_mbuf_best_mempool_ops();
+	if (registered == 0)
+		registered = rte_mempool_register_ops(&hot_ops) >= 0 ? 1 : -1;
+	if (registered < 0)
+		return rte_mbuf_best_mempool_ops();
+	return hot_ops.name;
+}
