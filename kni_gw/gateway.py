@@ -133,7 +133,7 @@ class Gateway:
 
     def _serve(self, backend: str, rfd: int) -> int:
         cfg = self.cfg
-        log.info("mbuf pool: %d mbufs of %d bytes (%.1f MiB), cache %d per lcore, %s",
+        log.info("mbuf pool: %d mbufs of %d B (%.1f MiB), cache %d/lcore, %s",
                  self.dp.mbufs, cfg.mbuf_size + 128, self.dp.mbufs * mbuf_bytes(cfg.mbuf_size) / 2**20,
                  self.dp.mbuf_cache, self.dp.mbuf_pool_ops())
         if self.dp.mbufs_withheld():

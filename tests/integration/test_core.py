@@ -49,6 +49,29 @@ def test_mbufs_return_to_baseline(topo, gateways):
              what=f"mbufs in use back to {base}")
 
 
+def pool_line(gw):
+    return gw.wait_line(gw.err, lambda s: "mbuf pool: " in s)
+
+
+def test_mbuf_pool_driver_is_kg_hot_unless_eal_is_told(topo, gateways):
+    """The pool runs on kni-gw's own mempool driver (csrc/control/pool.c),
+    whose every mbuf comes back; EAL's --mbuf-pool-ops-name still rules."""
+    gw = gateways(topo, ONE_PORT).wait_ready()
+    assert pool_line(gw).endswith(", kg_hot"), pool_line(gw)
+    veth_up(topo)
+    base = gw.stats()["mbufs_in_use"]
+    # more mbufs through vEth0 and back than the hot list holds (2048)
+    r = ping(topo.peers[0], "10.0.0.1", count=3000, interval=0, size=1400, wait=5)
+    assert " 0% packet loss" in r.stdout, r.stdout
+    wait_for(lambda: gw.stats()["mbufs_in_use"] == base, timeout=5,
+             what=f"mbufs in use back to {base}")
+    assert gw.stop() == 0
+    gw = gateways(topo, ONE_PORT, eal=["-l", "0-1", "--no-pci", "--file-prefix", topo.tag,
+                                       "--no-huge", "-m", "256", "--mbuf-pool-ops-name",
+                                       "ring_mp_mc"] + topo.vdevs()).wait_ready()
+    assert pool_line(gw).endswith(", ring_mp_mc"), pool_line(gw)
+
+
 def test_sigusr1_table_and_sigusr2_reset(topo, gateways):
     gw = gateways(topo, ONE_PORT, stats_json=False).wait_ready()
     veth_up(topo)

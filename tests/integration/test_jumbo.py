@@ -189,7 +189,7 @@ def test_af_xdp_mtu_is_bounded_by_one_mbuf():
     topo, gw = Topology(2), None
     try:
         gw = Gateway(topo, TWO + ["--mbuf-size", "1902"], eal=eal(topo, "net_af_xdp")).wait_ready()
-        assert any("mbuf pool: " in s and "mbufs of 2030 bytes" in s for s in gw.err), gw.err
+        assert any("mbuf pool: " in s and "mbufs of 2030 B" in s for s in gw.err), gw.err
         routed(topo, gw)
         carried(topo, gw, 1500)
         set_mtu(topo, 1501, peers=False)
