@@ -450,9 +450,9 @@ def main() -> int:
                 f"kni-gw one lcore, 50% flood to its own address (policed): {handled / 1e6:.2f} Mpps handled "
                 f"({handled / one:.2f}x unflooded), {fwd / 1e6:.2f} Mpps forwarded, {pol / 1e6:.2f} Mpps policed")
             if two_cfg:
-                for name, pool in (("ring", RING_POOL), ("stack", STACK_POOL)):
+                for pool in (RING_POOL, STACK_POOL):
                     r, note = kni_rate(base, two_cfg, args.seconds, queues=2, extra=pool)
-                    rows.append((f"kni-gw two rx lcores, DPDK's {name} mempool", r, 2,
+                    rows.append((f"kni-gw two rx lcores, {pool[1]} pool", r, 2,
                                  "; ".join(x for x in (f"{r / two:.2f}x kg_hot's", note) if x)))
             # 1% punted
             punt = os.path.join(tmp, "punt1.pcap")

@@ -527,17 +527,17 @@ idle_sleep(unsigned int us)
  * Why those mbufs were slow is not known: this treats the symptom. Each
  * lcore hands its cache back at least KG_CACHE_RENEW_MS apart (a busy
  * lcore looks every 1024 passes; an idle one, every 1024 back-off sleeps):
- * about two microseconds a second. Renewals take mbufs the pool's free
- * list has not handed out for longest (pool.c), so in time every mbuf of
- * the pool carries frames: net_af_xdp takes only those inside its umem,
- * which umem_fit (eal.c) sees to. */
+ * about two microseconds a second. Renewals take the mbufs the pool has
+ * not handed out for longest (kg_pool_renew, pool.c), so in time every
+ * mbuf of the pool carries frames: net_af_xdp takes only those inside its
+ * umem, which umem_fit (eal.c) sees to. */
 static void
 cache_renew(unsigned int lcore)
 {
 	struct rte_mempool_cache *c = rte_mempool_default_cache(kg.pool, lcore);
 
 	if (c != NULL)
-		rte_mempool_cache_flush(c, kg.pool);
+		kg_pool_renew(kg.pool, c);
 }
 
 int
