@@ -14,8 +14,9 @@
  * --mbufs 4096, which leaves less of it free.
  *
  * kg_hot keeps that whole capacity but cycles a short list: frees go to the
- * "hot" ring while it has room (KG_POOL_HOT), the overflow to the "cold"
- * ring; allocations take from the hot ring first. The lcores' cache
+ * "hot" ring while it has room (KG_POOL_HOT mbufs, at most a quarter of
+ * the pool), the overflow to the "cold" ring (which has room for all);
+ * allocations take from the hot ring first. The lcores' cache
  * renewal (loop.c, cache_renew) goes through the cold ring instead, so
  * that it draws, as with DPDK's ring driver, mbufs the pool has not handed
  * out for longest: drawn from the hot ring, two rx lcores on one port ran
@@ -29,6 +30,7 @@
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_ethdev.h>
 #include <rte_malloc.h>
 #include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
@@ -40,24 +42,32 @@ struct hot_pool {
 	struct rte_ring *hot, *cold;
 };
 
+/* The hot list holds at most a quarter of the pool, so that the cold ring
+ * keeps more than the lcores' caches' worth for their renewal (below). */
+static unsigned int
+hot_size(const struct rte_mempool *mp)
+{
+	return RTE_MAX(RTE_MIN(mp->size / 4, (unsigned int)KG_POOL_HOT), 1u);
+}
+
 static int
 hot_alloc(struct rte_mempool *mp)
 {
-	char name[RTE_RING_NAMESIZE];
+	char hot[RTE_RING_NAMESIZE], cold[RTE_RING_NAMESIZE];
 	struct hot_pool *h;
+	int err;
 
+	if (snprintf(hot, sizeof(hot), "kgh_%s", mp->name) >= (int)sizeof(hot) ||
+	    snprintf(cold, sizeof(cold), "kgc_%s", mp->name) >= (int)sizeof(cold))
+		return -ENAMETOOLONG;
 	h = rte_zmalloc_socket("kg_hot", sizeof(*h), RTE_CACHE_LINE_SIZE, mp->socket_id);
 	if (h == NULL)
 		return -ENOMEM;
-	snprintf(name, sizeof(name), "kgh_%s", mp->name);
-	h->hot = rte_ring_create(name, RTE_MIN(mp->size, KG_POOL_HOT), mp->socket_id,
-				 RING_F_EXACT_SZ);
-	snprintf(name, sizeof(name), "kgc_%s", mp->name);
-	/* room for every object: an enqueue never fails */
-	h->cold = rte_ring_create(name, mp->size, mp->socket_id, RING_F_EXACT_SZ);
+	h->hot = rte_ring_create(hot, hot_size(mp), mp->socket_id, RING_F_EXACT_SZ);
+	/* room for every object of the pool: an enqueue never fails */
+	h->cold = rte_ring_create(cold, mp->size, mp->socket_id, RING_F_EXACT_SZ);
 	if (h->hot == NULL || h->cold == NULL) {
-		int err = rte_errno;
-
+		err = rte_errno ? rte_errno : ENOMEM;
 		rte_ring_free(h->hot);
 		rte_ring_free(h->cold);
 		rte_free(h);
@@ -77,18 +87,25 @@ hot_free(struct rte_mempool *mp)
 	rte_free(h);
 }
 
+/* What does not fit in the hot ring always fits in the cold one: every
+ * object counted against its room is another of the pool's objects (only
+ * an mbuf freed twice could overfill it: -ENOBUFS then, as DPDK's ring
+ * driver returns). */
 static int
 hot_enqueue(struct rte_mempool *mp, void * const *objs, unsigned int n)
 {
 	struct hot_pool *h = mp->pool_data;
 	unsigned int k = rte_ring_mp_enqueue_burst(h->hot, objs, n, NULL);
 
-	if (k < n)
-		rte_ring_mp_enqueue_bulk(h->cold, objs + k, n - k, NULL);
+	if (k < n && rte_ring_mp_enqueue_bulk(h->cold, objs + k, n - k, NULL) == 0)
+		return -ENOBUFS;
 	return 0;
 }
 
-/* all n or none, as a mempool driver must */
+/* All n or none, as a mempool driver must. Between its two rings another
+ * lcore's failed attempt can hold some hot objects for a moment, so a
+ * request near the pool's end can fail with enough free: DPDK's get then
+ * counts it as a failed allocation, as any shortage. */
 static int
 hot_dequeue(struct rte_mempool *mp, void **objs, unsigned int n)
 {
@@ -119,37 +136,49 @@ static struct rte_mempool_ops hot_ops = {
 	.get_count = hot_count,
 };
 
-/* The pool's driver: the one the user named (EAL's --mbuf-pool-ops-name),
- * else kg_hot, registered once a process (the table is this process's:
- * secondaries such as dpdk-dumpcap copy frames, they never free ours),
- * else DPDK's choice for the platform if the table is full. */
+/* The pool's driver: DPDK's choice (rte_mbuf_best_mempool_ops) where the
+ * user named one (EAL's --mbuf-pool-ops-name), the platform has its own (a
+ * hardware pool), or a port's driver refuses kg_hot; else kg_hot,
+ * registered once a process, after EAL's own drivers so that their indices
+ * in the ops table stay those of a secondary process.
+ * A secondary has no kg_hot: dpdk-dumpcap and dpdk-pdump only copy frames
+ * into pools of their own, but a tool that reads this pool's counts (say
+ * dpdk-proc-info --show-mempool) calls a driver it does not have, and
+ * crashes: run kni-gw with --mbuf-pool-ops-name ring_mp_mc for such tools
+ * (README). */
 const char *
 kg_pool_ops(void)
 {
 	static int registered;
+	unsigned int i;
 
-	if (rte_eal_mbuf_user_pool_ops() != NULL)
+	if (rte_eal_mbuf_user_pool_ops() != NULL || rte_mbuf_platform_mempool_ops() != NULL)
 		return rte_mbuf_best_mempool_ops();
 	if (registered == 0)
 		registered = rte_mempool_register_ops(&hot_ops) >= 0 ? 1 : -1;
 	if (registered < 0)
 		return rte_mbuf_best_mempool_ops();
+	for (i = 0; i < kg.nb_ports; i++)
+		if (rte_eth_dev_pool_ops_supported(kg.port[i].port_id, hot_ops.name) < 0)
+			return rte_mbuf_best_mempool_ops();
 	return hot_ops.name;
 }
 
 /* An lcore's cache goes back to the pool and refills (loop.c, cache_renew),
  * on the cache's lcore. With kg_hot, through the cold ring (above): in at
- * its head, out from its tail. With another driver, a flush: the next
- * allocation refills the cache. */
+ * its head, out from its tail, while it holds more than a cache's worth
+ * (else the cache would get its own mbufs back). Otherwise, and with
+ * another driver, a flush: the next allocation refills the cache. */
 void
 kg_pool_renew(struct rte_mempool *mp, struct rte_mempool_cache *c)
 {
 	struct hot_pool *h = mp->pool_data;
 
-	if (rte_mempool_get_ops(mp->ops_index)->enqueue != hot_enqueue) {
+	if (rte_mempool_get_ops(mp->ops_index)->enqueue != hot_enqueue ||
+	    rte_ring_count(h->cold) <= c->size) {
 		rte_mempool_cache_flush(c, mp);
 		return;
 	}
-	rte_ring_mp_enqueue_bulk(h->cold, c->objs, c->len, NULL);
-	c->len = rte_ring_mc_dequeue_burst(h->cold, c->objs, c->size, NULL);
+	if (rte_ring_mp_enqueue_bulk(h->cold, c->objs, c->len, NULL) == c->len)
+		c->len = rte_ring_mc_dequeue_burst(h->cold, c->objs, c->size, NULL);
 }
