@@ -133,9 +133,11 @@ extern KG_LOCAL struct kg_lcore_stats kg_stats[RTE_MAX_LCORE];
 /* datapath/loop.c */
 int kg_lcore_loop(void *arg);
 
-/* control/port.c */
+/* control/pool.c */
 const char *kg_pool_ops(void);
 void kg_pool_renew(struct rte_mempool *mp, struct rte_mempool_cache *c);
+
+/* control/port.c */
 int kg_port_plan_all(const struct kg_config *cfg, char *err, unsigned int errlen);
 int kg_port_setup_all(struct kg_config *cfg, char *err, unsigned int errlen);
 void kg_port_close_all(void);

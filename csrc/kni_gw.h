@@ -222,8 +222,8 @@ int kg_stats_read_lcore(unsigned int lcore, struct kg_port_counters *out, unsign
 unsigned int kg_mbufs_in_use(void);
 unsigned int kg_mbufs_total(void);
 unsigned int kg_mbufs_withheld(void);
-/* The mempool driver of the mbuf pool (kg_hot unless EAL's
- * --mbuf-pool-ops-name named another, csrc/control/pool.c). */
+/* The mempool driver of the mbuf pool: kg_hot, or DPDK's choice where
+ * the user, the platform or a port asks for it (csrc/control/pool.c). */
 const char *kg_mbuf_pool_ops(void);
 
 int kg_fib_create(const struct kg_fib_conf *conf, char *err, unsigned int errlen);
