@@ -54,11 +54,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, Proc, dpdk_port_rate, eal_memory, netns, sh, telemetry, wait_for  # noqa: E402
+from common import HERE, Proc, dpdk_port_rate, eal_memory, netns, say, sh, telemetry, wait_for  # noqa: E402
 from kni_gw.instance import remove_eal_leftovers  # noqa: E402
 from tests.integration.harness import Gateway  # noqa: E402
 
@@ -87,16 +86,6 @@ QUIET_START = ["--police", "transit=0", "--police", "error=0"]
 # gives two rx lcores (README, bench_exception_path.py)
 RING_POOL = ["--mbuf-pool-ops-name", "ring_mp_mc"]
 STACK_POOL = ["--mbuf-pool-ops-name", "stack"]
-
-
-def say(line: str, note: str = "", indent: str = "") -> None:
-    """A line of the report within 79 columns (a file, a narrow terminal):
-    a long line goes on under `indent`, a row's note on lines of its own."""
-    print(textwrap.fill(line, 79, subsequent_indent=indent, break_on_hyphens=False)
-          if len(line) > 79 else line, flush=True)
-    if note:
-        print(textwrap.fill(note, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
-                            break_on_hyphens=False), flush=True)
 
 
 def cpu_mhz() -> float:

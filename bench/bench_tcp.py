@@ -41,7 +41,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Proc  # noqa: E402
+from common import Proc, say  # noqa: E402
 from kni_gw.config import AF_PACKET_FRAMECNT  # noqa: E402
 from tests.integration.harness import Gateway, Topology, sh, wait_for  # noqa: E402
 
@@ -160,29 +160,31 @@ def main() -> int:
             wait_for(lambda t=t: ":5201 " in sh("ss", "-ltnH", ns=t.peers[1]).stdout, step=0.05,
                      what="iperf3 -s listening")
 
-        print(f"== TCP, iperf3 -c {SERVER} -t {args.time} -P {args.parallel}, peer0 -> gateway -> peer1 "
-              f"over veth; load average {open('/proc/loadavg').read().split()[0]}")
-        print(f"   kni-gw: -l 0-1 --no-huge -m 256 {' '.join(vdevs(kt, args.qpairs, args.framecnt))} "
-              f"-p 0x3 --config \"{CONFIG}\"" +
-              ("" if args.framecnt else f" (kni-gw gives each port framecnt={AF_PACKET_FRAMECNT}, its default)"))
+        say(f"== TCP, iperf3 -c {SERVER} -t {args.time} -P {args.parallel}, peer0 -> gateway -> peer1 "
+            f"over veth; load average {open('/proc/loadavg').read().split()[0]}", indent="   ")
+        say(f"   kni-gw: -l 0-1 --no-huge -m 256 {' '.join(vdevs(kt, args.qpairs, args.framecnt))} "
+            f"-p 0x3 --config \"{CONFIG}\"" +
+            ("" if args.framecnt else f" (kni-gw gives each port framecnt={AF_PACKET_FRAMECNT}, its default)"),
+            indent="     ")
         res = {"linux": [], "kni-gw": []}
         for i in range(args.runs):
             r = iperf3(lt.peers[0], args.time, args.parallel)
             res["linux"].append(r)
-            print(f"  run {i + 1} Linux forwarding  {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}", flush=True)
+            say(f"  run {i + 1} Linux forwarding  {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}")
             a = counters(g.stats(), kt)
             r = iperf3(kt.peers[0], args.time, args.parallel)
             b = counters(g.stats(), kt)
             fwd, drops = moved(a, b)
             res["kni-gw"].append(r)
-            print(f"  run {i + 1} kni-gw            {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}; "
-                  f"forwarded {fwd[0]} (port 0 rx: data) / {fwd[1]} (port 1 rx: acks); "
-                  f"drops: {', '.join(f'{k} {v}' for k, v in drops.items()) or 'none'}", flush=True)
+            say(f"  run {i + 1} kni-gw            {r['gbps']:6.2f} Gbit/s  retransmits {r['retrans']}",
+                f"forwarded {fwd[0]} (port 0 rx: data) / {fwd[1]} (port 1 rx: acks); "
+                f"drops: {', '.join(f'{k} {v}' for k, v in drops.items()) or 'none'}")
         lm = statistics.median(x["gbps"] for x in res["linux"])
         km = statistics.median(x["gbps"] for x in res["kni-gw"])
-        print(f"  median: Linux {lm:.2f} Gbit/s (retransmits {statistics.median(x['retrans'] for x in res['linux']):.0f}), "
-              f"kni-gw {km:.2f} Gbit/s (retransmits {statistics.median(x['retrans'] for x in res['kni-gw']):.0f}): "
-              f"kni-gw {km / lm:.2f}x Linux")
+        say(f"  median: Linux {lm:.2f} Gbit/s (retransmits "
+            f"{statistics.median(x['retrans'] for x in res['linux']):.0f}), "
+            f"kni-gw {km:.2f} Gbit/s (retransmits {statistics.median(x['retrans'] for x in res['kni-gw']):.0f}): "
+            f"kni-gw {km / lm:.2f}x Linux", indent="    ")
         return 0
     finally:
         if g is not None:

@@ -8,6 +8,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from typing import Callable, List, Optional
 
@@ -15,6 +16,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from tests.integration.harness import kni_gw_bin, sh, wait_for  # noqa: E402
+
+
+def say(line: str, note: str = "", indent: str = "") -> None:
+    """A line of a report within 79 columns (a file, a narrow terminal):
+    a long line goes on under `indent`, a row's note on lines of its own."""
+    print(textwrap.fill(line, 79, subsequent_indent=indent, break_on_hyphens=False)
+          if len(line) > 79 else line, flush=True)
+    if note:
+        print(textwrap.fill(note, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                            break_on_hyphens=False), flush=True)
 
 
 def write_pcap(path: str, n: int = 1024, size: int = 64, dst_mac: str = "02:00:00:00:00:99",
