@@ -15,5 +15,5 @@ a = ap.parse_args()
 r = soak.run(a.minutes * 60)
 rss = [s[1] for s in r["samples"]]
 third = len(rss) // 3
-print(f"RSS after warm-up: min {min(rss[third:])} KiB, max {max(rss[third:])} KiB; "
-      f"mbufs back to baseline {r['base_mbufs']}: yes")
+print(f"RSS after warm-up: min {min(rss[third:])} KiB, max {max(rss[third:])} KiB")
+print(f"mbufs back to baseline {r['base_mbufs']}: yes")

@@ -80,12 +80,13 @@ def run(seconds: float, report=print):
         wait_for(lambda: gw.stats()["mbufs_in_use"] == base["mbufs_in_use"], timeout=10,
                  what="mbufs back to the baseline")
         alive = gw.proc.poll() is None
-        report(f"soak {seconds:.0f} s: {sent} datagrams + pings; {k} route changes and signals; "
-               f"gateway alive: {alive}")
+        report(f"soak {seconds:.0f} s: {sent} datagrams + pings; {k} route changes and signals")
+        report(f"  gateway alive: {alive}")
         report("  t(s)   RSS(KiB)  mbufs in use")
         for t, r, m in samples[:: max(1, len(samples) // 12)]:
             report(f"  {t:5.0f}  {r:9d}  {m}")
-        report(f"  ping: {pings.strip().splitlines()[-2] if pings.strip() else '?'}")
+        # ping's summary without its ", time ...ms": within 79 columns
+        report(f"  ping: {pings.strip().splitlines()[-2].split(', time')[0] if pings.strip() else '?'}")
         return {"samples": samples, "sent": sent, "alive": alive, "base_mbufs": base["mbufs_in_use"],
                 "pings": pings, "gw": gw}
     finally:
