@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_fastpath import (NS, PCAP_MAC, ONE, KniGw, cpu_mhz, fwd_dsts, loadavg,  # noqa: E402
                             write_frames)
-from common import netns  # noqa: E402
+from common import netns, say  # noqa: E402
 
 NAMES = 10_000
 
@@ -92,6 +92,11 @@ def run(pcap, extra, seconds, zone_ready=True):
         g.stop()
 
 
+def counts(note) -> str:
+    """A run's counters as "name value, ..." (a dict), else as given."""
+    return ", ".join(f"{k} {v}" for k, v in note.items()) if isinstance(note, dict) else str(note)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="length of one of the three rate windows")
@@ -109,23 +114,22 @@ def main() -> int:
         write_queries(hits, misses=False)
         write_queries(mix, misses=True)
         dns = ["--dns-zone", zone, "--dns-rrl", "0"]
-        print(f"== DNS answers in C, {NAMES} names, queries pcap(infinite_rx) -> answers on net_null, "
-              f"--config \"{ONE}\"; core {cpu_mhz():.0f} MHz; load average {loadavg()}", flush=True)
+        say(f"== DNS answers in C, {NAMES} names, queries pcap(infinite_rx) -> answers on net_null, "
+            f"--config \"{ONE}\"; core {cpu_mhz():.0f} MHz; load average {loadavg()}", indent="   ")
         f, _, _ = run(fwd, dns, args.seconds, zone_ready=True)
-        print(f"  forwarding, same gateway          {f / 1e6:7.2f} Mpps", flush=True)
+        say(f"  forwarding, same gateway          {f / 1e6:7.2f} Mpps")
         c, note, compiled = run(hits, dns, args.seconds)
-        print(f"  C, all hits                       {c / 1e6:7.2f} M answers/s  "
-              f"({c / f:.2f}x forwarding; table {compiled.get('entries')} answers, "
-              f"{compiled.get('memory', 0) // 1024} KiB, compiled in {compiled.get('compile_seconds')} s)",
-              flush=True)
-        print(f"      in the windows: {note}")
+        say(f"  C, all hits                       {c / 1e6:7.2f} M answers/s",
+            f"{c / f:.2f}x forwarding; table {compiled.get('entries')} answers, "
+            f"{compiled.get('memory', 0) // 1024} KiB, compiled in {compiled.get('compile_seconds')} s; "
+            f"in the windows: {counts(note)}")
         m, note_m, _ = run(mix, dns, args.seconds)
-        print(f"  C, 10% misses to the responder    {m / 1e6:7.2f} M answers/s", flush=True)
-        print(f"      in the windows: {note_m}")
+        say(f"  C, 10% misses to the responder    {m / 1e6:7.2f} M answers/s",
+            f"in the windows: {counts(note_m)}")
         s, note_s, _ = run(hits, ["--dns-zone", zone, "--dns-fast", "off"], args.seconds, zone_ready=False)
-        print(f"  responder (--dns-fast off)        {s / 1e3:7.1f} k answers/s", flush=True)
-        print(f"      in the windows: {note_s}")
-        print(f"  C against the responder: {c / max(s, 1):.0f}x ; C against forwarding: {c / f:.2f}x")
+        say(f"  responder (--dns-fast off)        {s / 1e3:7.1f} k answers/s",
+            f"in the windows: {counts(note_s)}")
+        say(f"  C against the responder: {c / max(s, 1):.0f}x ; C against forwarding: {c / f:.2f}x")
     finally:
         cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
