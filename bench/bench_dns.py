@@ -30,7 +30,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import sh, wait_for  # noqa: E402
+from common import say, sh, wait_for  # noqa: E402
 from tests.integration.harness import Gateway, Topology, veth_up  # noqa: E402
 from tests.integration.nsd import Nsd  # noqa: E402
 
@@ -128,21 +128,23 @@ def main() -> int:
                 counters.append((label, gw.stats()))
             finally:
                 gw.stop()
-        print(f"== DNS: dnsperf -c 4 -q 100 for {args.seconds} s, then -Q 2000; {len(QUERIES)} queries "
-              "(answers, CNAME chain, NXDOMAIN, wildcard, referral, NS with additional), same run")
+        say(f"== DNS: dnsperf -c 4 -q 100 for {args.seconds} s, then -Q 2000; {len(QUERIES)} queries "
+            "(answers, CNAME chain, NXDOMAIN, wildcard, referral, NS with additional), same run",
+            indent="   ")
         for name, q, lost, lat in rows:
-            print(f"  {name:42} {q:9.0f} QPS (lost {lost}); at 2000 QPS: {lat}")
+            say(f"  {name:42} {q:9.0f} QPS (lost {lost})", f"at 2000 QPS: {lat}")
         ref = rows[0][1] or 1
-        print(f"  ratio responder alone / NSD               {rows[1][1] / ref:.2f}")
-        print(f"  ratio gateway, answers in C / NSD         {rows[2][1] / ref:.2f}")
-        print(f"  ratio gateway, --dns-fast off / NSD       {rows[3][1] / ref:.2f}")
-        print(f"  ratio gateway / responder alone (C, off)  {rows[2][1] / (rows[1][1] or 1):.2f}, "
-              f"{rows[3][1] / (rows[1][1] or 1):.2f}")
+        say(f"  ratio responder alone / NSD               {rows[1][1] / ref:.2f}")
+        say(f"  ratio gateway, answers in C / NSD         {rows[2][1] / ref:.2f}")
+        say(f"  ratio gateway, --dns-fast off / NSD       {rows[3][1] / ref:.2f}")
+        say(f"  ratio gateway / responder alone (C, off)  {rows[2][1] / (rows[1][1] or 1):.2f}, "
+            f"{rows[3][1] / (rows[1][1] or 1):.2f}")
         for label, s in counters:
             p = s["ports"][0]
-            print(f"  {label}: answered in C {p['dns_answered']}, missed {p['dns_missed']}, responder "
-                  f"{s['dns'].get('queries')}, to_kernel {p['to_kernel']}, from_kernel {p['from_kernel']}, "
-                  f"drops {{{', '.join(f'{k}={v}' for k, v in p['drops'].items() if v)}}}")
+            say(f"  {label}:",
+                f"answered in C {p['dns_answered']}, missed {p['dns_missed']}, responder "
+                f"{s['dns'].get('queries')}, to_kernel {p['to_kernel']}, from_kernel {p['from_kernel']}, "
+                f"drops {{{', '.join(f'{k}={v}' for k, v in p['drops'].items() if v)}}}")
         return 0
     finally:
         if standalone is not None:
