@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_fastpath import write_frames  # noqa: E402
-from common import Proc, netns, sh, wait_for  # noqa: E402
+from common import Proc, netns, say, sh, wait_for  # noqa: E402
 from tests.integration.harness import Gateway  # noqa: E402
 
 NS = "kgbench-mirror"
@@ -125,11 +125,13 @@ def full_table(tmp, pcap, v4, v6):
         during = (g.tx() - a) / (time.monotonic() - t0)
         after = g.rate()
         f = g.fib()
-        print(f"  ip -batch {v4} IPv4 + {v6} IPv6 routes: ip done in {t_ip:.1f} s, all in the fast path "
-              f"{t_all:.1f} s from ip's start (not installed: {f['not_installed4']} + {f['not_installed6']})")
-        print(f"  forwarded meanwhile {during / 1e6:.2f} Mpps (before {before / 1e6:.2f}, after "
-              f"{after / 1e6:.2f}: {during / before:.2f}x of before)")
-        print(f"  tables {f['memory'] / 2**20:.0f} MiB (EAL memory); kni-gw resident {g.rss_kib() / 1024:.0f} MiB")
+        say(f"  ip -batch {v4} IPv4 + {v6} IPv6 routes: ip done in {t_ip:.1f} s, all in the fast path "
+            f"{t_all:.1f} s from ip's start (not installed: {f['not_installed4']} + {f['not_installed6']})",
+            indent="    ")
+        say(f"  forwarded meanwhile {during / 1e6:.2f} Mpps (before {before / 1e6:.2f}, after "
+            f"{after / 1e6:.2f}: {during / before:.2f}x of before)", indent="    ")
+        say(f"  tables {f['memory'] / 2**20:.0f} MiB (EAL memory); kni-gw resident {g.rss_kib() / 1024:.0f} MiB",
+            indent="    ")
     finally:
         g.stop()
 
@@ -151,8 +153,8 @@ def bird_table(tmp, pcap, v4):
         wait_for(lambda: g.fib()["fast4"] >= base + v4, timeout=900, step=0.5, what="BIRD's routes mirrored")
         t_all = time.monotonic() - t0
         kernel = int(sh("sh", "-c", "ip route show proto bird | wc -l", ns=NS, timeout=120).stdout)
-        print(f"  BIRD static -> kernel -> kni-gw: {v4} routes in the fast path {t_all:.1f} s after BIRD "
-              f"started ({kernel} in the kernel)")
+        say(f"  BIRD static -> kernel -> kni-gw: {v4} routes in the fast path {t_all:.1f} s after BIRD "
+            f"started ({kernel} in the kernel)", indent="    ")
     finally:
         if bird is not None:
             bird.stop(timeout=120)
@@ -207,9 +209,9 @@ def nexthop_change(tmp, n):
             cmds.append(t_cmd)
             sh("ip", "nexthop", "replace", "id", "100", "via", "10.1.0.2", "dev", "vEth1", ns=NS)
             wait_for(lambda: g.rate(0.3) > r / 2, timeout=30, what="forwarding again")
-        print(f"  {n} routes through one nexthop object at {r / 1e6:.2f} Mpps: `ip nexthop replace` followed in "
-              f"{statistics.median(times) * 1000:.1f} ms (median of 3; {', '.join(f'{t * 1000:.1f}' for t in times)}; "
-              f"the ip command itself took {', '.join(f'{t * 1000:.0f}' for t in cmds)} ms)")
+        say(f"  {n} routes through one nexthop object at {r / 1e6:.2f} Mpps: `ip nexthop replace` followed in "
+            f"{statistics.median(times) * 1000:.1f} ms (median of 3; {', '.join(f'{t * 1000:.1f}' for t in times)}; "
+            f"the ip command itself took {', '.join(f'{t * 1000:.0f}' for t in cmds)} ms)", indent="    ")
         # the same without nexthop objects: every route replaced. (Deleting
         # the object takes its routes, with no message for them.)
         sh("ip", "nexthop", "del", "id", "100", ns=NS)
@@ -230,8 +232,8 @@ def nexthop_change(tmp, n):
         # all followed: nothing forwarded any more (every frame punted to resolve 10.1.0.20)
         wait_for(lambda: g.rate(0.2) == 0, timeout=300, step=0.01, what="all replaced")
         t_all = time.monotonic() - t0
-        print(f"  the same {n} routes without a nexthop object, `ip -batch route replace`: ip {t_cmd:.2f} s; "
-              f"first route followed {t:.2f} s, the last {t_all:.2f} s from ip's start")
+        say(f"  the same {n} routes without a nexthop object, `ip -batch route replace`: ip {t_cmd:.2f} s; "
+            f"first route followed {t:.2f} s, the last {t_all:.2f} s from ip's start", indent="    ")
     finally:
         g.stop()
 
@@ -250,7 +252,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="kgbmirror")
     pcap = os.path.join(tmp, "fwd.pcap")
     write_frames(pcap, [f"10.2.{(i >> 8) & 255}.{i & 255}" for i in range(1024)])
-    print("== kernel mirror: full table while forwarding (64-byte frames, pcap -> net_null, one lcore)")
+    say("== kernel mirror: full table while forwarding (64-byte frames, pcap -> net_null, one lcore)",
+        indent="   ")
     phases = {"full": lambda: full_table(tmp, pcap, args.v4, args.v6),
               "bird": None if args.skip_bird else (lambda: bird_table(tmp, pcap, args.v4)),
               "nexthop": lambda: nexthop_change(tmp, args.nh_routes)}
