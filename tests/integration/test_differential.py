@@ -148,10 +148,10 @@ def quiet_end(ns, ifname):
     sh("ip", "link", "set", ifname, "up", ns=ns)
 
 
-def xdp_gateway(gateways, tag, gw, gin, gout, huge=False):
+def xdp_gateway(gateways, tag, gw, gin, gout, huge=False, eal_extra=()):
     """kni-gw in ns gw on two net_af_xdp ports, g0 (peer in0 in ns gin) and
     g1 (peer out1 in ns gout), with the routers' MACs; returns it ready.
-    Without hugepages unless huge."""
+    Without hugepages unless huge; eal_extra: more EAL options."""
     for k, peer, pif in ((0, gin, "in0"), (1, gout, "out1")):
         sh("ip", "link", "add", f"g{k}", "netns", gw, "type", "veth", "peer", "name", pif, "netns", peer)
         sh("sysctl", "-qw", f"net.ipv4.conf.g{k}.rp_filter=1", f"net.ipv4.conf.g{k}.arp_ignore=8",
@@ -169,7 +169,8 @@ def xdp_gateway(gateways, tag, gw, gin, gout, huge=False):
     return gateways(topo, ["-p", "0x3", "--config", "(0,0,1),(1,0,1)"],
                     eal=["-l", "0-1", "--no-pci"] + ([] if huge else ["--no-huge", "-m", "512"]) +
                         ["--file-prefix", tag,
-                         "--vdev", "net_af_xdp0,iface=g0", "--vdev", "net_af_xdp1,iface=g1"]).wait_ready()
+                         "--vdev", "net_af_xdp0,iface=g0", "--vdev", "net_af_xdp1,iface=g1"] +
+                        list(eal_extra)).wait_ready()
 
 
 def test_kni_gw_output_equals_the_kernels(gateways):

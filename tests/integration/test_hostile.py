@@ -106,7 +106,7 @@ def still_works(g, gin, gout):
 
 
 @contextlib.contextmanager
-def xdp_router(gateways, prefix, huge=False):
+def xdp_router(gateways, prefix, huge=False, eal_extra=()):
     """kni-gw on two net_af_xdp ports, set up as the differential test's
     router, its routes in the fast path: yields (g, gw, gin, gout, tmp)."""
     tag = f"{prefix}{os.getpid() % 100000}"
@@ -115,7 +115,7 @@ def xdp_router(gateways, prefix, huge=False):
         gw, gin, gout = f"{tag}-gw", f"{tag}-in", f"{tag}-out"
         for ns in (gw, gin, gout):
             netns(ns, cleanups)
-        g = xdp_gateway(gateways, tag, gw, gin, gout, huge=huge)
+        g = xdp_gateway(gateways, tag, gw, gin, gout, huge=huge, eal_extra=eal_extra)
         configure_router(gw, "vEth0", "vEth1")
         wait_for(lambda: g.stats()["fib"]["fast4"] >= 4, what="routes in the fast path")
         yield g, gw, gin, gout, tempfile.mkdtemp(prefix=prefix)
