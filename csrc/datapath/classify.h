@@ -443,59 +443,89 @@ static const uint8_t kg_v4_special_octet[256] = {
  * plain rule (IPv4 without options, unicast, nothing martian, through a
  * route with one next hop), checked in as few instructions as the checks
  * take; the rx stage runs it in a small loop of its own and gives what it
- * refuses to the classifier, which then says why. The checks are the
- * classifier's, for such a frame:
+ * refuses to the classifier, which then says why. It comes in two halves,
+ * which the rx stage runs apart (the first on every frame as it reads the
+ * burst's addresses, the second once for each next hop a burst meets):
+ *
+ * kg_fast4_hdr, the frame's headers alone:
  * - the Ethernet destination is the port's MAC (mac: kg_mac48, unicast),
  *   the type IPv4, version 4 and no options: two words of the header;
  * - the length and TTL, as kg_classify_ipv4 reads them;
  * - the header checksum: the sum of the header's 16-bit words is 0 modulo
  *   0xffff (the ones' complement sum is 0xffff; in either byte order, and
  *   five native 32-bit words give the same sum modulo 0xffff);
- * - no destination or source of kg_v4_special_octet (a superset of what
- *   the classifier punts as special or multicast);
- * - nh, sn: the destination's and source's next hops as rte_fib gave them
- *   (kg_pre4_addrs): the destination's (or the default route's) a single
- *   adjacency, valid, out of another port, whose MTU holds the packet; the
- *   source not one of our addresses.
- * Forwarding must be on on the port (the caller checks that once a burst).
- * Returns the adjacency word, *nh_out its index; 0: not for the fast lane.
- * kg_classify_fast (tests) and the fuzzer hold it to the classifier. */
-static __rte_always_inline uint64_t
-kg_fast4(const struct kg_fib *f, unsigned int in, uint64_t mac, const uint8_t *frame,
-	 uint32_t len, uint32_t dst, uint32_t src, uint32_t nh, uint32_t sn, uint32_t *nh_out)
+ * - no destination or source (dst, src: host order) of kg_v4_special_octet
+ *   (a superset of what the classifier punts as special or multicast).
+ * Returns the IP total length; 0: not for the fast lane.
+ *
+ * kg_fast4_adj, the destination's next hop nh as rte_fib gave it
+ * (kg_pre4_addrs), the default route's in its place where it found no
+ * route: a single adjacency, valid, out of another port than in. Returns
+ * the adjacency word; 0: not for the fast lane.
+ *
+ * And then (kg_fast4): the egress port's MTU holds the packet, and the
+ * source's next hop sn is not one of our addresses. Forwarding must be on
+ * on the port (the caller checks that once a burst). kg_classify_fast
+ * (tests) and the fuzzer hold kg_fast4 to the classifier. */
+static __rte_always_inline uint32_t
+kg_fast4_hdr(uint64_t mac, const uint8_t *frame, uint32_t len, uint32_t dst, uint32_t src)
 {
 	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
-	const uint8_t *hb = (const uint8_t *)ip;
-	uint64_t w, a;
-	uint32_t t, tot, egress;
+	uint64_t w;
+	uint32_t tot;
 
-	if (unlikely(len < sizeof(*eth) + sizeof(*ip)))
+	/* the length and type tested as kg_pre4_addrs tests them: where both
+	 * run on a frame, the compiler tests them once */
+	if (len < sizeof(*eth) + sizeof(*ip) || eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4))
 		return 0;
 	memcpy(&w, frame, 8);
-	memcpy(&t, frame + 12, 4);
 	if (((w ^ rte_cpu_to_le_64(mac)) & rte_cpu_to_le_64(KG_MAC48_MASK)) != 0 ||
-	    (t & rte_cpu_to_be_32(0xffffff00)) !=
-	    rte_cpu_to_be_32((uint32_t)RTE_ETHER_TYPE_IPV4 << 16 |
-			     (IPVERSION << 4 | sizeof(*ip) / RTE_IPV4_IHL_MULTIPLIER) << 8))
+	    ip->version_ihl != (IPVERSION << 4 | sizeof(*ip) / RTE_IPV4_IHL_MULTIPLIER))
 		return 0;
 	tot = rte_be_to_cpu_16(ip->total_length);
 	/* sizeof(*ip) <= tot <= len - sizeof(*eth), in one comparison */
 	if (tot - sizeof(*ip) > len - sizeof(*eth) - sizeof(*ip) || ip->time_to_live <= 1)
 		return 0;
-	if (kg_ipv4_sum20(hb) % 0xffff != 0 ||
+	if (kg_ipv4_sum20((const uint8_t *)ip) % 0xffff != 0 ||
 	    (kg_v4_special_octet[dst >> 24] | kg_v4_special_octet[src >> 24]) != 0)
 		return 0;
-	if (nh == KG_PUNT_NO_ROUTE)
-		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
+	return tot;
+}
+
+static __rte_always_inline uint64_t
+kg_fast4_adj(const struct kg_fib *f, unsigned int in, uint32_t nh)
+{
+	uint64_t a;
+	uint32_t egress;
+
 	/* a single adjacency: KG_NH_FIRST_ADJ <= nh, no group flag (nor
 	 * KG_NH_NONE, which has it) */
-	if (nh - KG_NH_FIRST_ADJ >= KG_NH_GROUP - KG_NH_FIRST_ADJ || sn == KG_PUNT_LOCAL)
+	if (nh - KG_NH_FIRST_ADJ >= KG_NH_GROUP - KG_NH_FIRST_ADJ)
 		return 0;
 	a = kg_load64(&f->adj[nh % KG_ADJ_MAX]);
 	egress = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
-	if (!(a & KG_ADJ_VALID) || egress >= KG_MAX_PORTS || egress == in ||
-	    tot > __atomic_load_n(&f->port_mtu[egress], __ATOMIC_RELAXED))
+	if (!(a & KG_ADJ_VALID) || egress >= KG_MAX_PORTS || egress == in)
+		return 0;
+	return a;
+}
+
+/* Both halves and the rest, on one frame: returns the adjacency word,
+ * *nh_out its index; 0: not for the fast lane. */
+static __rte_always_inline uint64_t
+kg_fast4(const struct kg_fib *f, unsigned int in, uint64_t mac, const uint8_t *frame,
+	 uint32_t len, uint32_t dst, uint32_t src, uint32_t nh, uint32_t sn, uint32_t *nh_out)
+{
+	uint32_t tot = kg_fast4_hdr(mac, frame, len, dst, src);
+	uint64_t a;
+
+	if (tot == 0 || sn == KG_PUNT_LOCAL)
+		return 0;
+	if (nh == KG_PUNT_NO_ROUTE)
+		nh = __atomic_load_n(&f->default4, __ATOMIC_RELAXED);
+	a = kg_fast4_adj(f, in, nh);
+	if (a == 0 || tot > __atomic_load_n(&f->port_mtu[(a >> KG_ADJ_PORT_SHIFT) & 0xff],
+					     __ATOMIC_RELAXED))
 		return 0;
 	*nh_out = nh % KG_ADJ_MAX;
 	return a;
@@ -523,6 +553,31 @@ kg_src_liveness(const struct kg_fib *f, unsigned int in, const uint8_t *frame, u
 	}
 }
 
+/* TTL - 1, the checksum updated incrementally exactly as Linux's
+ * ip_decrease_ttl() does. */
+_Static_assert(offsetof(struct rte_ipv4_hdr, hdr_checksum) ==
+	       offsetof(struct rte_ipv4_hdr, time_to_live) + 2, "TTL, protocol, checksum");
+
+static __rte_always_inline void
+kg_ipv4_ttl_dec(struct rte_ipv4_hdr *ip)
+{
+	/* ip_decrease_ttl()'s arithmetic done in network byte order: the
+	 * same bytes as Linux on either kind of CPU. The TTL, the protocol
+	 * and the checksum are one 32-bit word, read and written once (a
+	 * byte written then its neighbours read back stalls the load). The
+	 * TTL is at least 2 here: no borrow out of its byte. */
+	uint8_t *p = (uint8_t *)ip + offsetof(struct rte_ipv4_hdr, time_to_live);
+	uint32_t w, check;
+
+	memcpy(&w, p, 4);
+	w = rte_be_to_cpu_32(w);
+	check = (w & 0xffff) + 0x0100;
+	check += check >= 0xffff;
+	w = ((w - (1u << 24)) & 0xffff0000u) | (check & 0xffff);
+	w = rte_cpu_to_be_32(w);
+	memcpy(p, &w, 4);
+}
+
 /* Forwarding rewrite of an IPv4 frame, as the Linux kernel does it:
  * destination MAC of the next hop (adjacency word a), source MAC of the
  * egress port, TTL - 1 with the checksum updated incrementally exactly as
@@ -533,15 +588,10 @@ kg_rewrite4(const struct kg_fib *f, uint8_t *frame, uint32_t len, uint64_t a,
 	    unsigned int egress)
 {
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
-	/* ip_decrease_ttl()'s arithmetic done in network byte order: the
-	 * same bytes as Linux on either kind of CPU (the TTL is the high
-	 * byte of its 16-bit word, with the protocol) */
-	uint32_t check = rte_be_to_cpu_16(ip->hdr_checksum) + 0x0100, newlen;
+	uint32_t newlen;
 
 	kg_put_macs(frame, a, kg_load64(&f->port_mac[egress % KG_MAX_PORTS]));
-	ip->time_to_live--;
-	check += check >= 0xffff;
-	ip->hdr_checksum = rte_cpu_to_be_16((uint16_t)check);
+	kg_ipv4_ttl_dec(ip);
 	newlen = sizeof(struct rte_ether_hdr) + rte_be_to_cpu_16(ip->total_length);
 	return newlen < len ? newlen : len;
 }

@@ -189,9 +189,14 @@ struct rx_burst {
 	uint32_t fwd_mask;              /* egress ports with frames in fwd[] or ans[] */
 	unsigned int n_punt, n_hi;
 	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
-	uint64_t fwd_bytes[KG_MAX_PORTS];
-	uint64_t nhs[2 * KG_BURST_MAX]; /* next hops of the IPv4 destinations and sources */
-	uint32_t ips[2 * KG_BURST_MAX]; /* the addresses (host order) */
+	/* The burst's IPv4 addresses (host order) and their next hops: frame
+	 * i's destination at [i], its source at [nb + sx[i]]. A source is
+	 * listed once for a run of frames that share it. */
+	uint64_t nhs[2 * KG_BURST_MAX];
+	uint32_t ips[2 * KG_BURST_MAX];
+	uint8_t sx[KG_BURST_MAX];
+	uint16_t tot[KG_BURST_MAX];     /* kg_fast4_hdr: IP length; 0: not for the fast lane */
+	unsigned int nb;
 	struct kg_dns_q dq[KG_BURST_MAX];
 	uint8_t dparsed[KG_BURST_MAX];
 	struct rte_mbuf *punt[KG_BURST_MAX], *punt_hi[KG_BURST_MAX];
@@ -208,13 +213,11 @@ rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
 		b->fwd_mask |= 1u << e;
 		b->n_fwd[e] = 0;
 		b->n_ans[e] = 0;
-		b->fwd_bytes[e] = 0;
 	}
 	if (answer)
 		b->ans[e][b->n_ans[e]++] = m;
 	else
 		b->fwd[e][b->n_fwd[e]++] = m;
-	b->fwd_bytes[e] += m->pkt_len;
 }
 
 /* A liveness stamp (tables.h): one store a period per entry, to this
@@ -237,6 +240,7 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 	struct kg_verdict v;
 	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
 	uint32_t flen = rte_pktmbuf_data_len(m), cap = flen;
+	uint64_t pre[2];
 	/* aligned as an mbuf's data: read through rte_ether_hdr (segs.h) */
 	_Alignas(struct rte_ether_hdr) uint8_t head[KG_SEGS_HEAD];
 
@@ -244,8 +248,10 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 	 * length (segs.h); its addresses were not in nhs[] */
 	if (unlikely(m->nb_segs > 1))
 		frame = kg_segs_head(m, head, &flen, &cap);
+	pre[0] = b->nhs[i];
+	pre[1] = b->nhs[b->nb + b->sx[i]];
 	switch (kg_classify_frame_pre(&kg_fib, b->pi, frame, flen,
-				      m->nb_segs == 1 ? &b->nhs[2 * i] : NULL, &v)) {
+				      m->nb_segs == 1 ? pre : NULL, &v)) {
 	case KG_VERDICT_FORWARD: {
 		uint32_t len = kg_rewrite_frame(&kg_fib, frame, flen, &v);
 
@@ -267,7 +273,7 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 		int cls;
 
 		if (b->dns && v.reason == KG_PUNT_LOCAL && b->dparsed[i] != KG_DNS_NOT_DNS) {
-			uint32_t snh = (uint32_t)b->nhs[2 * i + 1];
+			uint32_t snh = (uint32_t)pre[1];
 			int r;
 
 			b->now = b->now ? b->now : rte_rdtsc();
@@ -304,6 +310,32 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 		stamp(b->heard, v.heard, b->epoch);
 }
 
+/* The fast lane meets next hop nh (stage_rx): what it gives, once a
+ * burst. Returns the egress port's MTU, 0 where nh is not for the fast lane
+ * (kg_fast4_adj); *idx: the adjacency's index, *e: the egress port, *w0 and
+ * *w1: the rewrite's MACs, as the first 8 and next 4 bytes of the frame. */
+static __rte_always_inline uint32_t
+fast_nexthop(struct rx_burst *b, uint32_t nh, uint32_t *idx, uint32_t *e, uint64_t *w0,
+	     uint32_t *w1)
+{
+	_Alignas(8) uint8_t macs[2 * RTE_ETHER_ADDR_LEN];
+	uint64_t a = kg_fast4_adj(&kg_fib, b->pi, nh);
+
+	if (a == 0)
+		return 0;
+	*e = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
+	*idx = nh % KG_ADJ_MAX;
+	kg_put_macs(macs, a, kg_load64(&kg_fib.port_mac[*e]));
+	memcpy(w0, macs, 8);
+	memcpy(w1, macs + 8, 4);
+	if (!(b->fwd_mask & (1u << *e))) {      /* as rx_out */
+		b->fwd_mask |= 1u << *e;
+		b->n_fwd[*e] = 0;
+		b->n_ans[*e] = 0;
+	}
+	return __atomic_load_n(&kg_fib.port_mtu[*e], __ATOMIC_RELAXED);
+}
+
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
  * port | to_kernel fifo | drop. Where the egress port's driver gave this
  * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
@@ -316,9 +348,12 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	struct rte_mbuf *pkts[KG_BURST_MAX];
 	struct rx_burst b;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
-	unsigned int i, nb, out;
-	uint64_t bytes = 0, mac;
-	bool fast;
+	unsigned int i, nb, out, ns;
+	uint64_t bytes = 0, mac, last_src;
+	/* the fast lane's memory of a burst (below) */
+	uint32_t def4, m_nh = KG_NH_NONE, m_mtu = 0, m_idx = 0, m_e = 0, m_w1 = 0, m_sn = 0;
+	uint64_t m_w0 = 0, m_smac = UINT64_MAX;    /* no MAC: the first source is looked at */
+	bool fast, m_used = true;
 
 	if (!load_acquire(&p->started))
 		return 0;
@@ -348,15 +383,52 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	b.n_punt = 0;
 	b.n_hi = 0;
 
-	/* the burst's IPv4 destinations and sources, looked up at once (and
-	 * its bytes counted on the way) */
-	for (i = 0; i < nb; i++) {
-		bytes += pkts[i]->pkt_len;
-		kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
-			      rte_pktmbuf_data_len(pkts[i]), &b.ips[2 * i]);
+	/* One pass over the burst: its bytes counted, each frame's IPv4
+	 * destination and source read for a lookup of the whole burst at once
+	 * (a source once for a run of frames that share it), and the fast
+	 * lane's header checks done (classify.h: kg_fast4_hdr). It needs
+	 * forwarding on on this port, and a unicast port MAC (the classifier
+	 * punts multicast destinations first). */
+	mac = kg_load64(&kg_fib.port_mac[pi]);
+	fast = kg_fib.fwd4[pi] && !(mac & 1);
+	b.nb = nb;
+	ns = 0;
+	last_src = UINT64_MAX;
+	if (likely(fast)) {
+		for (i = 0; i < nb; i++) {
+			struct rte_mbuf *m = pkts[i];
+			const uint8_t *fr = rte_pktmbuf_mtod(m, const uint8_t *);
+			uint32_t len = rte_pktmbuf_data_len(m), ip2[2], tot;
+
+			bytes += m->pkt_len;
+			kg_pre4_addrs(fr, len, ip2);
+			tot = kg_fast4_hdr(mac, fr, len, ip2[0], ip2[1]);
+			b.ips[i] = ip2[0];
+			if (ip2[1] != last_src) {
+				last_src = ip2[1];
+				b.ips[nb + ns++] = ip2[1];
+			}
+			b.sx[i] = (uint8_t)(ns - 1);
+			b.tot[i] = (uint16_t)(likely(m->nb_segs == 1) ? tot : 0);
+		}
+	} else {
+		for (i = 0; i < nb; i++) {
+			uint32_t ip2[2];
+
+			bytes += pkts[i]->pkt_len;
+			kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
+				      rte_pktmbuf_data_len(pkts[i]), ip2);
+			b.ips[i] = ip2[0];
+			if (ip2[1] != last_src) {
+				last_src = ip2[1];
+				b.ips[nb + ns++] = ip2[1];
+			}
+			b.sx[i] = (uint8_t)(ns - 1);
+			b.tot[i] = 0;
+		}
 	}
 	ctr_add(&c->rx_bytes, bytes);
-	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)(2 * nb));
+	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)(nb + ns));
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
 	if (b.dns) {
@@ -368,7 +440,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			 * forwarded frames are passed over at once */
 			b.dparsed[i] = KG_DNS_NOT_DNS;
 			if (pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
-			    (b.nhs[2 * i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
+			    (b.nhs[i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
 				continue;
 			b.dparsed[i] = (uint8_t)kg_dns_parse(b.dns, fr, flen, &b.dq[i]);
 			if (b.dparsed[i] == KG_DNS_ANSWERED)
@@ -384,36 +456,60 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		}
 	}
 
-	/* The fast lane (classify.h: kg_fast4) forwards what it can; the rest
-	 * goes through the classifier (rx_slow), in the burst's order. It
-	 * needs forwarding on on this port, and a unicast port MAC (the
-	 * classifier punts multicast destinations first). */
-	mac = kg_load64(&kg_fib.port_mac[pi]);
-	fast = kg_fib.fwd4[pi] && !(mac & 1);
+	/* The fast lane forwards what it can; the rest goes through the
+	 * classifier (rx_slow), in the burst's order. What it derives from a
+	 * next hop (kg_fast4_adj, the egress port's MTU and MACs), and a
+	 * source's liveness, it keeps for the frames after that share them:
+	 * each is looked at once a burst, as if the burst's frames after the
+	 * first had come an instant earlier. m_mtu 0: the next hop m_nh is not
+	 * for the fast lane (KG_NH_NONE never is). */
+	def4 = __atomic_load_n(&kg_fib.default4, __ATOMIC_RELAXED);
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
-		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
-		uint32_t len = rte_pktmbuf_data_len(m), adj_idx, moved, heard;
-		uint64_t a;
-		unsigned int e;
+		uint32_t tot = b.tot[i], nh = (uint32_t)b.nhs[i], sn, len;
+		uint8_t *frame;
+		uint64_t smac;
 
-		if (unlikely(!fast || m->nb_segs != 1) ||
-		    (a = kg_fast4(&kg_fib, pi, mac, frame, len, b.ips[2 * i], b.ips[2 * i + 1],
-				  (uint32_t)b.nhs[2 * i], (uint32_t)b.nhs[2 * i + 1], &adj_idx)) == 0) {
+		if (unlikely(tot == 0)) {
 			rx_slow(&b, m, i);
 			continue;
 		}
-		e = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
-		kg_src_liveness(&kg_fib, pi, frame, (uint32_t)b.nhs[2 * i + 1], &moved, &heard);
-		len = kg_rewrite4(&kg_fib, frame, len, a, e);
+		if (unlikely(nh == KG_PUNT_NO_ROUTE))
+			nh = def4;
+		if (unlikely(nh != m_nh)) {
+			m_nh = nh;
+			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_w0, &m_w1);
+			m_used = false;
+		}
+		sn = (uint32_t)b.nhs[nb + b.sx[i]];
+		if (unlikely(tot > m_mtu || sn == KG_PUNT_LOCAL)) {
+			rx_slow(&b, m, i);
+			continue;
+		}
+		frame = rte_pktmbuf_mtod(m, uint8_t *);
+		smac = kg_mac48(frame + RTE_ETHER_ADDR_LEN);
+		if (unlikely(sn != m_sn || smac != m_smac)) {
+			uint32_t moved, heard;
+
+			m_sn = sn;
+			m_smac = smac;
+			kg_src_liveness(&kg_fib, pi, frame, sn, &moved, &heard);
+			if (unlikely(moved))
+				stamp(b.moved, moved, b.epoch);
+			else if (heard)
+				stamp(b.heard, heard, b.epoch);
+		}
+		memcpy(frame, &m_w0, 8);
+		memcpy(frame + 8, &m_w1, 4);
+		kg_ipv4_ttl_dec((struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr)));
+		len = sizeof(struct rte_ether_hdr) + tot;
 		if (unlikely(len < m->data_len)) /* Ethernet padding goes, as in Linux */
 			rte_pktmbuf_trim(m, m->data_len - len);
-		stamp(b.used, adj_idx, b.epoch);
-		if (unlikely(moved))
-			stamp(b.moved, moved, b.epoch);
-		else if (heard)
-			stamp(b.heard, heard, b.epoch);
-		rx_out(&b, e, m, false);
+		if (unlikely(!m_used)) {
+			m_used = true;
+			stamp(b.used, m_idx, b.epoch);
+		}
+		b.fwd[m_e][b.n_fwd[m_e]++] = m;
 	}
 
 	out = fifo_put(p->to_kernel_hi, b.punt_hi, b.n_hi, c, KG_DROP_TO_KERNEL_FULL);
@@ -432,7 +528,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			if (na)
 				ctr_add(&c->dns_answered, na);
 			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, b.fwd[e], nf + na,
-				b.fwd_bytes[e]);
+				burst_bytes(b.fwd[e], nf + na));
 			continue;
 		}
 		out = fifo_put(kg.port[e].tx, b.fwd[e], nf + na, c, KG_DROP_FWD_FIFO_FULL);
@@ -448,8 +544,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
  * Reading vEthN is a system call even when it has nothing. While the lcore
  * is busy (its previous pass did work) vEthN is read at most once per
  * KG_EXC_POLL_US, so that a loaded lcore does not pay a syscall per burst;
- * the kernel's frames then wait at most that long. An unloaded lcore reads
- * it on every pass. */
+ * the kernel's frames then wait at most that long (and a few passes: an
+ * lcore busy with other stages reads the clock only every
+ * KG_EXC_CLOCK_PASSES passes, now 0 on the others). An unloaded lcore
+ * reads it on every pass. */
 static unsigned int
 stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	  uint64_t now)
@@ -481,7 +579,7 @@ stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 		drop_bulk(c, KG_DROP_KERNEL_WRITE, pkts + sent, ok - sent);
 		work += n;
 	}
-	if (busy && now - p->exc_last_poll < kg.exc_poll_cycles)
+	if (busy && (now == 0 || now - p->exc_last_poll < kg.exc_poll_cycles))
 		return work;
 	p->exc_last_poll = now;
 
@@ -548,7 +646,7 @@ kg_lcore_loop(void *arg)
 	unsigned int idle = 0, sleep_us = 1, i, passes = 0;
 	const unsigned int max_sleep = kg.idle_sleep_us;
 	uint64_t renew = rte_rdtsc() + kg.cache_renew_cycles;
-	bool busy = false;
+	bool busy = false, exc_busy = false;
 
 	(void)arg;
 	if (!lc->active)
@@ -562,11 +660,19 @@ kg_lcore_loop(void *arg)
 		for (i = 0; i < lc->n_rx; i++)
 			work += stage_rx(lcore, &lc->rx[i]);
 		if (lc->n_exc) {
-			uint64_t now = rte_rdtsc();
+			/* The clock, for stage_exc's vEthN reads. On a pass
+			 * busy with other stages only, reading it would cost
+			 * about as much as forwarding a frame: it is read
+			 * every KG_EXC_CLOCK_PASSES such passes (a pass then
+			 * takes a microsecond or two at most). */
+			uint64_t now = !busy || exc_busy ||
+				       (passes & (KG_EXC_CLOCK_PASSES - 1)) == 0 ? rte_rdtsc() : 0;
+			unsigned int w = 0;
 
 			for (i = 0; i < lc->n_exc; i++)
-				work += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i],
-						  busy, now);
+				w += stage_exc(lcore, &kg.port[lc->exc[i]], lc->exc[i], busy, now);
+			exc_busy = w != 0;
+			work += w;
 		}
 		for (i = 0; i < lc->n_tx; i++)
 			work += stage_tx(lcore, &kg.port[lc->tx[i]], lc->tx[i]);
