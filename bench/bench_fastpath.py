@@ -31,7 +31,9 @@ side on the same vdevs:
   extras (--skip-extras leaves them out): testpmd mac, 50% of the frames a
          flood at the gateway's address, two rx lcores on DPDK's ring and
          stack mempool drivers instead of kni-gw's kg_hot
-         (--mbuf-pool-ops-name ring_mp_mc, stack), 1% punted to the kernel
+         (--mbuf-pool-ops-name ring_mp_mc, stack), each frame from another
+         source than the one before it (the core rows' all come from one
+         host), 1% punted to the kernel
 
 Every rate is the median of three windows of --seconds, read as port 1's
 tx packet counter: kni-gw's through its stats (SIGUSR1), testpmd's and
@@ -108,12 +110,13 @@ def fwd_dsts(n=1024):
     return [f"198.18.1.{1 + i % 254}" for i in range(n)]
 
 
-def write_frames(path, dsts, punt_every=0, size=60):
+def write_frames(path, dsts, punt_every=0, size=60, srcs=("10.0.0.2",)):
+    """One frame per destination; its source the next of srcs in turn."""
     from scapy.all import IP, UDP, Ether, Raw, wrpcap
     pkts = []
     for i, dst in enumerate(dsts):
         d = "10.0.0.1" if punt_every and i % punt_every == punt_every - 1 else dst
-        p = Ether(dst=PCAP_MAC, src="02:00:00:00:0b:00") / IP(src="10.0.0.2", dst=d, ttl=64) / \
+        p = Ether(dst=PCAP_MAC, src="02:00:00:00:0b:00") / IP(src=srcs[i % len(srcs)], dst=d, ttl=64) / \
             UDP(sport=1024 + i % 4096, dport=9)
         p = p / Raw(b"\x00" * max(0, size - len(p)))
         pkts.append(p)
@@ -443,6 +446,14 @@ def main() -> int:
                     r, note = kni_rate(base, two_cfg, args.seconds, queues=2, extra=pool)
                     rows.append((f"kni-gw two rx lcores, {pool[1]} pool", r, 2,
                                  "; ".join(x for x in (f"{r / two:.2f}x kg_hot's", note) if x)))
+            # every frame from another source than the one before it (the
+            # core rows' frames all come from 10.0.0.2, and the rx stage
+            # looks a source up once for a run of frames that share it)
+            many = os.path.join(tmp, "srcs.pcap")
+            write_frames(many, fwd_dsts(), srcs=[f"10.0.0.{k}" for k in range(2, 255)])
+            r, note = kni_rate(many, ONE, args.seconds)
+            rows.append(("kni-gw one lcore, varied sources", r, 1,
+                         "; ".join(x for x in (f"{r / one:.2f}x one source's", note) if x)))
             # 1% punted
             punt = os.path.join(tmp, "punt1.pcap")
             write_frames(punt, fwd_dsts(1000), punt_every=100)
