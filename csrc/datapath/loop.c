@@ -13,6 +13,7 @@
 
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
+#include <rte_vect.h>
 
 #include "datapath/dns.h"
 #include "datapath/rrl.h"
@@ -190,12 +191,13 @@ struct rx_burst {
 	unsigned int n_punt, n_hi;
 	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
 	/* The burst's IPv4 addresses (host order) and their next hops: frame
-	 * i's destination at [i], its source at [nb + sx[i]]. A source is
-	 * listed once for a run of frames that share it. */
+	 * i's destination at [i], its source at [nb + sx] (sxtot below). A
+	 * source is listed once for a run of frames that share it. */
 	uint64_t nhs[2 * KG_BURST_MAX];
 	uint32_t ips[2 * KG_BURST_MAX];
-	uint8_t sx[KG_BURST_MAX];
-	uint16_t tot[KG_BURST_MAX];     /* kg_fast4_hdr: IP length; 0: not for the fast lane */
+	/* frame i's sx << 16 | the IP length kg_fast4_hdr gave (0: not for
+	 * the fast lane) */
+	uint32_t sxtot[KG_BURST_MAX];
 	unsigned int nb;
 	struct kg_dns_q dq[KG_BURST_MAX];
 	uint8_t dparsed[KG_BURST_MAX];
@@ -249,7 +251,7 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 	if (unlikely(m->nb_segs > 1))
 		frame = kg_segs_head(m, head, &flen, &cap);
 	pre[0] = b->nhs[i];
-	pre[1] = b->nhs[b->nb + b->sx[i]];
+	pre[1] = b->nhs[b->nb + (b->sxtot[i] >> 16)];
 	switch (kg_classify_frame_pre(&kg_fib, b->pi, frame, flen,
 				      m->nb_segs == 1 ? pre : NULL, &v)) {
 	case KG_VERDICT_FORWARD: {
@@ -310,30 +312,85 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 		stamp(b->heard, v.heard, b->epoch);
 }
 
+/* The forwarding rewrite's MACs (kg_put_macs' 12 bytes), put into a
+ * frame's first 12 bytes: on x86, with one 16-byte store that writes the
+ * frame's next 4 bytes back as they were, rather than two stores. */
+#if defined(RTE_ARCH_X86) && defined(__SSE4_1__)
+typedef __m128i fast_macs_t;
+
+static __rte_always_inline fast_macs_t
+fast_macs(const uint8_t *m12)
+{
+	uint8_t t[16] = { 0 };
+
+	memcpy(t, m12, 12);
+	return _mm_loadu_si128((const __m128i *)t);
+}
+
+static __rte_always_inline void
+fast_macs_put(uint8_t *frame, fast_macs_t t)
+{
+	__m128i f = _mm_loadu_si128((const __m128i *)frame);
+
+	/* 16-bit words 0-5 (bytes 0-11) from t, 6-7 the frame's */
+	_mm_storeu_si128((__m128i *)frame, _mm_blend_epi16(f, t, 0x3f));
+}
+#else
+typedef struct {
+	uint64_t w0;
+	uint32_t w1;
+} fast_macs_t;
+
+static __rte_always_inline fast_macs_t
+fast_macs(const uint8_t *m12)
+{
+	fast_macs_t t;
+
+	memcpy(&t.w0, m12, 8);
+	memcpy(&t.w1, m12 + 8, 4);
+	return t;
+}
+
+static __rte_always_inline void
+fast_macs_put(uint8_t *frame, fast_macs_t t)
+{
+	memcpy(frame, &t.w0, 8);
+	memcpy(frame + 8, &t.w1, 4);
+}
+#endif
+
 /* The fast lane meets next hop nh (stage_rx): what it gives, once a
  * burst. Returns the egress port's MTU, 0 where nh is not for the fast lane
- * (kg_fast4_adj); *idx: the adjacency's index, *e: the egress port, *w0 and
- * *w1: the rewrite's MACs, as the first 8 and next 4 bytes of the frame. */
+ * (kg_fast4_adj); *idx: the adjacency's index, *e: the egress port, *macs:
+ * the rewrite's MACs. */
 static __rte_always_inline uint32_t
-fast_nexthop(struct rx_burst *b, uint32_t nh, uint32_t *idx, uint32_t *e, uint64_t *w0,
-	     uint32_t *w1)
+fast_nexthop(const struct rx_burst *b, uint32_t nh, uint32_t *idx, uint32_t *e,
+	     fast_macs_t *macs)
 {
-	_Alignas(8) uint8_t macs[2 * RTE_ETHER_ADDR_LEN];
+	_Alignas(8) uint8_t m12[2 * RTE_ETHER_ADDR_LEN];
 	uint64_t a = kg_fast4_adj(&kg_fib, b->pi, nh);
 
 	if (a == 0)
 		return 0;
 	*e = (uint32_t)(a >> KG_ADJ_PORT_SHIFT) & 0xff;
 	*idx = nh % KG_ADJ_MAX;
-	kg_put_macs(macs, a, kg_load64(&kg_fib.port_mac[*e]));
-	memcpy(w0, macs, 8);
-	memcpy(w1, macs + 8, 4);
-	if (!(b->fwd_mask & (1u << *e))) {      /* as rx_out */
-		b->fwd_mask |= 1u << *e;
-		b->n_fwd[*e] = 0;
-		b->n_ans[*e] = 0;
-	}
+	kg_put_macs(m12, a, kg_load64(&kg_fib.port_mac[*e]));
+	*macs = fast_macs(m12);
 	return __atomic_load_n(&kg_fib.port_mtu[*e], __ATOMIC_RELAXED);
+}
+
+/* The fast lane starts (or resumes) a run of frames out of port e: where
+ * the next goes on e's list, which is set up first if the burst had none
+ * for e (as rx_out does). */
+static __rte_always_inline struct rte_mbuf **
+fast_run(struct rx_burst *b, uint32_t e)
+{
+	if (!(b->fwd_mask & (1u << e))) {
+		b->fwd_mask |= 1u << e;
+		b->n_fwd[e] = 0;
+		b->n_ans[e] = 0;
+	}
+	return &b->fwd[e][b->n_fwd[e]];
 }
 
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
@@ -351,9 +408,11 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	unsigned int i, nb, out, ns;
 	uint64_t bytes = 0, mac, last_src;
 	/* the fast lane's memory of a burst (below) */
-	uint32_t def4, m_nh = KG_NH_NONE, m_mtu = 0, m_idx = 0, m_e = 0, m_w1 = 0, m_sn = 0;
-	uint64_t m_w0 = 0, m_smac = UINT64_MAX;    /* no MAC: the first source is looked at */
-	bool fast, m_used = true;
+	uint32_t def4, m_nh = KG_NH_NONE, m_mtu = 0, m_idx = 0, m_e = 0, m_sn = 0;
+	uint64_t m_smac = UINT64_MAX;   /* no MAC: the first source is looked at */
+	fast_macs_t m_macs = { 0 };
+	struct rte_mbuf **run = NULL;   /* the next slot of m_e's list while a run forwards */
+	bool fast;
 
 	if (!load_acquire(&p->started))
 		return 0;
@@ -408,8 +467,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 				last_src = ip2[1];
 				b.ips[nb + ns++] = ip2[1];
 			}
-			b.sx[i] = (uint8_t)(ns - 1);
-			b.tot[i] = (uint16_t)(likely(m->nb_segs == 1) ? tot : 0);
+			b.sxtot[i] = (ns - 1) << 16 | (likely(m->nb_segs == 1) ? tot : 0);
 		}
 	} else {
 		for (i = 0; i < nb; i++) {
@@ -423,8 +481,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 				last_src = ip2[1];
 				b.ips[nb + ns++] = ip2[1];
 			}
-			b.sx[i] = (uint8_t)(ns - 1);
-			b.tot[i] = 0;
+			b.sxtot[i] = (ns - 1) << 16;
 		}
 	}
 	ctr_add(&c->rx_bytes, bytes);
@@ -462,30 +519,32 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	 * source's liveness, it keeps for the frames after that share them:
 	 * each is looked at once a burst, as if the burst's frames after the
 	 * first had come an instant earlier. m_mtu 0: the next hop m_nh is not
-	 * for the fast lane (KG_NH_NONE never is). */
+	 * for the fast lane (KG_NH_NONE never is). Its frames go onto their
+	 * egress port's list a run at a time (`run`), the list's count written
+	 * back when the run ends: when the next hop changes, before the
+	 * classifier takes a frame (it may add to the same list), at the end. */
 	def4 = __atomic_load_n(&kg_fib.default4, __ATOMIC_RELAXED);
 	for (i = 0; i < nb; i++) {
 		struct rte_mbuf *m = pkts[i];
-		uint32_t tot = b.tot[i], nh = (uint32_t)b.nhs[i], sn, len;
+		uint32_t tot = b.sxtot[i] & 0xffff, nh = (uint32_t)b.nhs[i], sn, len;
 		uint8_t *frame;
 		uint64_t smac;
 
-		if (unlikely(tot == 0)) {
-			rx_slow(&b, m, i);
-			continue;
-		}
+		if (unlikely(tot == 0))
+			goto slow;
 		if (unlikely(nh == KG_PUNT_NO_ROUTE))
 			nh = def4;
 		if (unlikely(nh != m_nh)) {
+			if (run) {      /* m_e's run ends */
+				b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
+				run = NULL;
+			}
 			m_nh = nh;
-			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_w0, &m_w1);
-			m_used = false;
+			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_macs);
 		}
-		sn = (uint32_t)b.nhs[nb + b.sx[i]];
-		if (unlikely(tot > m_mtu || sn == KG_PUNT_LOCAL)) {
-			rx_slow(&b, m, i);
-			continue;
-		}
+		sn = (uint32_t)b.nhs[nb + (b.sxtot[i] >> 16)];
+		if (unlikely(tot > m_mtu || sn == KG_PUNT_LOCAL))
+			goto slow;
 		frame = rte_pktmbuf_mtod(m, uint8_t *);
 		smac = kg_mac48(frame + RTE_ETHER_ADDR_LEN);
 		if (unlikely(sn != m_sn || smac != m_smac)) {
@@ -499,18 +558,27 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			else if (heard)
 				stamp(b.heard, heard, b.epoch);
 		}
-		memcpy(frame, &m_w0, 8);
-		memcpy(frame + 8, &m_w1, 4);
+		fast_macs_put(frame, m_macs);
 		kg_ipv4_ttl_dec((struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr)));
 		len = sizeof(struct rte_ether_hdr) + tot;
 		if (unlikely(len < m->data_len)) /* Ethernet padding goes, as in Linux */
 			rte_pktmbuf_trim(m, m->data_len - len);
-		if (unlikely(!m_used)) {
-			m_used = true;
+		if (unlikely(run == NULL)) {
+			run = fast_run(&b, m_e);
+			/* liveness: this neighbour is in use */
 			stamp(b.used, m_idx, b.epoch);
 		}
-		b.fwd[m_e][b.n_fwd[m_e]++] = m;
+		*run++ = m;
+		continue;
+slow:
+		if (run) {      /* the classifier may add to m_e's list */
+			b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
+			run = NULL;
+		}
+		rx_slow(&b, m, i);
 	}
+	if (run)
+		b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
 
 	out = fifo_put(p->to_kernel_hi, b.punt_hi, b.n_hi, c, KG_DROP_TO_KERNEL_FULL);
 	out += fifo_put(p->to_kernel, b.punt, b.n_punt, c, KG_DROP_TO_KERNEL_FULL);
