@@ -563,9 +563,8 @@ kg_ipv4_ttl_dec(struct rte_ipv4_hdr *ip)
 {
 	/* ip_decrease_ttl()'s arithmetic done in network byte order: the
 	 * same bytes as Linux on either kind of CPU. The TTL, the protocol
-	 * and the checksum are one 32-bit word, read and written once (a
-	 * byte written then its neighbours read back stalls the load). The
-	 * TTL is at least 2 here: no borrow out of its byte. */
+	 * and the checksum are one 32-bit word, read and written once. A
+	 * TTL of 0 becomes 255, as the byte's decrement would make it. */
 	uint8_t *p = (uint8_t *)ip + offsetof(struct rte_ipv4_hdr, time_to_live);
 	uint32_t w, check;
 

@@ -393,6 +393,16 @@ fast_run(struct rx_burst *b, uint32_t e)
 	return &b->fwd[e][b->n_fwd[e]];
 }
 
+/* The run through `run` (NULL: none) on port e's list ends: its count is
+ * written back. Returns NULL. */
+static __rte_always_inline struct rte_mbuf **
+fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run)
+{
+	if (run)
+		b->n_fwd[e] = (unsigned int)(run - b->fwd[e]);
+	return NULL;
+}
+
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
  * port | to_kernel fifo | drop. Where the egress port's driver gave this
  * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
@@ -454,6 +464,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	ns = 0;
 	last_src = UINT64_MAX;
 	if (likely(fast)) {
+		/* (a loop of its own: one loop testing `fast` on each frame
+		 * forwarded about 2% less in alternating runs) */
 		for (i = 0; i < nb; i++) {
 			struct rte_mbuf *m = pkts[i];
 			const uint8_t *fr = rte_pktmbuf_mtod(m, const uint8_t *);
@@ -535,10 +547,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		if (unlikely(nh == KG_PUNT_NO_ROUTE))
 			nh = def4;
 		if (unlikely(nh != m_nh)) {
-			if (run) {      /* m_e's run ends */
-				b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
-				run = NULL;
-			}
+			run = fast_run_end(&b, m_e, run);
 			m_nh = nh;
 			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_macs);
 		}
@@ -571,14 +580,10 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		*run++ = m;
 		continue;
 slow:
-		if (run) {      /* the classifier may add to m_e's list */
-			b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
-			run = NULL;
-		}
+		run = fast_run_end(&b, m_e, run);     /* the classifier may add to the list */
 		rx_slow(&b, m, i);
 	}
-	if (run)
-		b.n_fwd[m_e] = (unsigned int)(run - b.fwd[m_e]);
+	fast_run_end(&b, m_e, run);
 
 	out = fifo_put(p->to_kernel_hi, b.punt_hi, b.n_hi, c, KG_DROP_TO_KERNEL_FULL);
 	out += fifo_put(p->to_kernel, b.punt, b.n_punt, c, KG_DROP_TO_KERNEL_FULL);
@@ -731,8 +736,8 @@ kg_lcore_loop(void *arg)
 			/* The clock, for stage_exc's vEthN reads. On a pass
 			 * busy with other stages only, reading it would cost
 			 * about as much as forwarding a frame: it is read
-			 * every KG_EXC_CLOCK_PASSES such passes (a pass then
-			 * takes a microsecond or two at most). */
+			 * every KG_EXC_CLOCK_PASSES such passes (vEthN then
+			 * waits at most KG_EXC_POLL_US and that many passes). */
 			uint64_t now = !busy || exc_busy ||
 				       (passes & (KG_EXC_CLOCK_PASSES - 1)) == 0 ? rte_rdtsc() : 0;
 			unsigned int w = 0;
