@@ -190,6 +190,7 @@ struct rx_burst {
 	uint32_t fwd_mask;              /* egress ports with frames in fwd[] or ans[] */
 	unsigned int n_punt, n_hi;
 	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
+	uint64_t out_bytes[KG_MAX_PORTS];  /* the bytes of fwd[e] and ans[e] */
 	/* The burst's IPv4 addresses (host order) and their next hops: frame
 	 * i's destination at [i], its source at [nb + sx] (sxtot below). A
 	 * source is listed once for a run of frames that share it. */
@@ -215,7 +216,9 @@ rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
 		b->fwd_mask |= 1u << e;
 		b->n_fwd[e] = 0;
 		b->n_ans[e] = 0;
+		b->out_bytes[e] = 0;
 	}
+	b->out_bytes[e] += m->pkt_len;
 	if (answer)
 		b->ans[e][b->n_ans[e]++] = m;
 	else
@@ -389,17 +392,21 @@ fast_run(struct rx_burst *b, uint32_t e)
 		b->fwd_mask |= 1u << e;
 		b->n_fwd[e] = 0;
 		b->n_ans[e] = 0;
+		b->out_bytes[e] = 0;
 	}
 	return &b->fwd[e][b->n_fwd[e]];
 }
 
-/* The run through `run` (NULL: none) on port e's list ends: its count is
- * written back. Returns NULL. */
+/* The run through `run` (NULL: none) on port e's list ends: its count and
+ * its bytes (*bytes, then 0) are written back. Returns NULL. */
 static __rte_always_inline struct rte_mbuf **
-fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run)
+fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run, uint64_t *bytes)
 {
-	if (run)
+	if (run) {
 		b->n_fwd[e] = (unsigned int)(run - b->fwd[e]);
+		b->out_bytes[e] += *bytes;
+		*bytes = 0;
+	}
 	return NULL;
 }
 
@@ -422,6 +429,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	uint64_t m_smac = UINT64_MAX;   /* no MAC: the first source is looked at */
 	fast_macs_t m_macs = { 0 };
 	struct rte_mbuf **run = NULL;   /* the next slot of m_e's list while a run forwards */
+	uint64_t run_bytes = 0;         /* the bytes of that run so far */
 	bool fast;
 
 	if (!load_acquire(&p->started))
@@ -547,7 +555,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 		if (unlikely(nh == KG_PUNT_NO_ROUTE))
 			nh = def4;
 		if (unlikely(nh != m_nh)) {
-			run = fast_run_end(&b, m_e, run);
+			run = fast_run_end(&b, m_e, run, &run_bytes);
 			m_nh = nh;
 			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_macs);
 		}
@@ -578,12 +586,13 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			stamp(b.used, m_idx, b.epoch);
 		}
 		*run++ = m;
+		run_bytes += len;
 		continue;
 slow:
-		run = fast_run_end(&b, m_e, run);     /* the classifier may add to the list */
+		run = fast_run_end(&b, m_e, run, &run_bytes);     /* the classifier may add to the list */
 		rx_slow(&b, m, i);
 	}
-	fast_run_end(&b, m_e, run);
+	fast_run_end(&b, m_e, run, &run_bytes);
 
 	out = fifo_put(p->to_kernel_hi, b.punt_hi, b.n_hi, c, KG_DROP_TO_KERNEL_FULL);
 	out += fifo_put(p->to_kernel, b.punt, b.n_punt, c, KG_DROP_TO_KERNEL_FULL);
@@ -601,7 +610,7 @@ slow:
 			if (na)
 				ctr_add(&c->dns_answered, na);
 			tx_send(&kg_stats[lcore].port[e], &kg.port[e], q, b.fwd[e], nf + na,
-				burst_bytes(b.fwd[e], nf + na));
+				b.out_bytes[e]);
 			continue;
 		}
 		out = fifo_put(kg.port[e].tx, b.fwd[e], nf + na, c, KG_DROP_FWD_FIFO_FULL);
