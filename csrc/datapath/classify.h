@@ -13,8 +13,8 @@
  * (alignment 1): the compiler reads them at any address, with plain loads
  * on x86. On the fast path, the Ethernet type and the IPv4 fragment bits
  * are tested in network byte order against constants swapped at build time
- * (RTE_BE16()); other fields are converted with rte_be_to_cpu_*(): the
- * same verdicts on CPUs of either byte order.
+ * (RTE_BE16()); other fields are converted with kg_ntoh16()/kg_ntoh32()
+ * (below): the same verdicts on CPUs of either byte order.
  */
 #ifndef KG_CLASSIFY_H
 #define KG_CLASSIFY_H
@@ -55,6 +55,31 @@ _Static_assert(offsetof(struct rte_udp_hdr, src_port) == 0 &&
 	       offsetof(struct rte_tcp_hdr, dst_port) == 2 &&
 	       offsetof(struct rte_sctp_hdr, dst_port) == 2 && KG_L4_PORTS_LEN == 4,
 	       "ports first in TCP, UDP and SCTP");
+
+/* Network to host byte order, as rte_be_to_cpu_16/32, in a form the
+ * compiler sees through: DPDK's x86 rte_bswap16/32 of a value not known at
+ * build time are `asm volatile` (xchg, bswap), which the compiler may
+ * neither move nor merge, and whose 16-bit form ties the value to one of
+ * four registers. */
+static __rte_always_inline uint16_t
+kg_ntoh16(rte_be16_t x)
+{
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	return __builtin_bswap16(x);
+#else
+	return x;
+#endif
+}
+
+static __rte_always_inline uint32_t
+kg_ntoh32(rte_be32_t x)
+{
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	return __builtin_bswap32(x);
+#else
+	return x;
+#endif
+}
 
 static __rte_always_inline int
 kg_punt(struct kg_verdict *v, int reason)
@@ -143,7 +168,7 @@ kg_l4_ports(const uint8_t *l4, const uint8_t *end, uint8_t proto, int frag)
 		return 0;
 	/* both ports in one load (two 16-bit ones are not merged) */
 	memcpy(&ports, l4, KG_L4_PORTS_LEN);
-	return rte_be_to_cpu_32(ports);
+	return kg_ntoh32(ports);
 }
 
 /* 0/8 ("this network") and 127/8 (loopback): IPv4 networks (host order)
@@ -185,7 +210,7 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 		return kg_drop(v, KG_DROP_BAD_HEADER);
 	if (avail < ihl)
 		return kg_drop(v, KG_DROP_RUNT);
-	tot = rte_be_to_cpu_16(ip->total_length);
+	tot = kg_ntoh16(ip->total_length);
 	if (tot < ihl)
 		return kg_drop(v, KG_DROP_BAD_HEADER);
 	if (tot > avail)
@@ -215,8 +240,8 @@ kg_classify_ipv4(const struct kg_fib *f, unsigned int in, const struct rte_ether
 	if (sum != 0xffff)
 		return kg_drop(v, KG_DROP_BAD_CHECKSUM);
 
-	src = rte_be_to_cpu_32(ip->src_addr);
-	dst = rte_be_to_cpu_32(ip->dst_addr);
+	src = kg_ntoh32(ip->src_addr);
+	dst = kg_ntoh32(ip->dst_addr);
 	/* multicast and limited broadcast destinations are the kernel's */
 	if (IN_MULTICAST(dst) || dst == INADDR_BROADCAST)
 		return kg_punt(v, KG_PUNT_IP_MULTICAST);
@@ -320,9 +345,9 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const struct rte_ether
 
 	if (avail < sizeof(*ip))
 		return kg_drop(v, KG_DROP_RUNT);
-	if ((rte_be_to_cpu_32(ip->vtc_flow) >> KG_IPV6_VERSION_SHIFT) != KG_IPV6_VERSION)
+	if ((kg_ntoh32(ip->vtc_flow) >> KG_IPV6_VERSION_SHIFT) != KG_IPV6_VERSION)
 		return kg_drop(v, KG_DROP_BAD_HEADER);
-	plen = rte_be_to_cpu_16(ip->payload_len);
+	plen = kg_ntoh16(ip->payload_len);
 	if (plen + sizeof(*ip) > avail)
 		return kg_drop(v, KG_DROP_RUNT);
 	next = ip->proto;
@@ -372,8 +397,8 @@ kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
 	    eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
 		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 
-		ips[0] = rte_be_to_cpu_32(ip->dst_addr);
-		ips[1] = rte_be_to_cpu_32(ip->src_addr);
+		ips[0] = kg_ntoh32(ip->dst_addr);
+		ips[1] = kg_ntoh32(ip->src_addr);
 	} else {
 		ips[0] = ips[1] = 0;
 	}
@@ -480,10 +505,16 @@ kg_fast4_hdr(uint64_t mac, const uint8_t *frame, uint32_t len, uint32_t dst, uin
 	if (len < sizeof(*eth) + sizeof(*ip) || eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4))
 		return 0;
 	memcpy(&w, frame, 8);
-	if (((w ^ rte_cpu_to_le_64(mac)) & rte_cpu_to_le_64(KG_MAC48_MASK)) != 0 ||
+	w ^= rte_cpu_to_le_64(mac);
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	w <<= 16;               /* the frame's first 6 bytes alone, without a mask */
+#else
+	w &= rte_cpu_to_le_64(KG_MAC48_MASK);
+#endif
+	if (w != 0 ||
 	    ip->version_ihl != (IPVERSION << 4 | sizeof(*ip) / RTE_IPV4_IHL_MULTIPLIER))
 		return 0;
-	tot = rte_be_to_cpu_16(ip->total_length);
+	tot = kg_ntoh16(ip->total_length);
 	/* sizeof(*ip) <= tot <= len - sizeof(*eth), in one comparison */
 	if (tot - sizeof(*ip) > len - sizeof(*eth) - sizeof(*ip) || ip->time_to_live <= 1)
 		return 0;
@@ -561,15 +592,29 @@ _Static_assert(offsetof(struct rte_ipv4_hdr, hdr_checksum) ==
 static __rte_always_inline void
 kg_ipv4_ttl_dec(struct rte_ipv4_hdr *ip)
 {
-	/* ip_decrease_ttl()'s arithmetic done in network byte order: the
-	 * same bytes as Linux on either kind of CPU. The TTL, the protocol
-	 * and the checksum are one 32-bit word, read and written once. A
-	 * TTL of 0 becomes 255, as the byte's decrement would make it. */
+	/* The TTL, the protocol and the checksum are one 32-bit word, read
+	 * and written once. A TTL of 0 becomes 255, as the byte's decrement
+	 * would make it. */
 	uint8_t *p = (uint8_t *)ip + offsetof(struct rte_ipv4_hdr, time_to_live);
 	uint32_t w, check;
 
 	memcpy(&w, p, 4);
-	w = rte_be_to_cpu_32(w);
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+	/* ip_decrease_ttl() as Linux runs it on these CPUs: the checksum,
+	 * read as a native u16 (w's high half), gets htons(0x0100) == 1 and
+	 * the fold of 0xffff. Adding 0xffff to w takes 1 from the TTL (no
+	 * borrow from the protocol while the TTL is not 0) and carries 1 into
+	 * the checksum; a checksum of 0xfffe or 0xffff gets the fold's 1 more
+	 * (0xffff's carry leaves w). */
+	if (likely(w & 0xff)) {
+		w += 0xffff + ((uint32_t)(w >= 0xfffe0000u) << 16);
+		memcpy(p, &w, 4);
+		return;
+	}
+#endif
+	/* the same arithmetic in network byte order: Linux's bytes on either
+	 * kind of CPU */
+	w = kg_ntoh32(w);
 	check = (w & 0xffff) + 0x0100;
 	check += check >= 0xffff;
 	w = ((w - (1u << 24)) & 0xffff0000u) | (check & 0xffff);
@@ -591,7 +636,7 @@ kg_rewrite4(const struct kg_fib *f, uint8_t *frame, uint32_t len, uint64_t a,
 
 	kg_put_macs(frame, a, kg_load64(&f->port_mac[egress % KG_MAX_PORTS]));
 	kg_ipv4_ttl_dec(ip);
-	newlen = sizeof(struct rte_ether_hdr) + rte_be_to_cpu_16(ip->total_length);
+	newlen = sizeof(struct rte_ether_hdr) + kg_ntoh16(ip->total_length);
 	return newlen < len ? newlen : len;
 }
 
@@ -610,7 +655,7 @@ kg_rewrite_frame(const struct kg_fib *f, uint8_t *frame, uint32_t len,
 	kg_put_macs(eth->dst_addr.addr_bytes, v->adj,
 		    kg_load64(&f->port_mac[v->egress % KG_MAX_PORTS]));
 	ip->hop_limits--;
-	newlen = sizeof(*eth) + sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
+	newlen = sizeof(*eth) + sizeof(*ip) + kg_ntoh16(ip->payload_len);
 	return newlen < len ? newlen : len;
 }
 

@@ -180,6 +180,7 @@ dns_answer(unsigned int lcore, const struct kg_dns_table *t, struct rte_mbuf *m,
 /* What the rx stage keeps of one burst: where each frame goes, and the
  * state the classifier's path needs (rx_slow). */
 struct rx_burst {
+	struct rte_mbuf *pkts[KG_BURST_MAX];    /* the burst as received */
 	unsigned int lcore, pi;
 	struct kg_port_counters *c;
 	struct kg_bucket *police;
@@ -192,8 +193,8 @@ struct rx_burst {
 	unsigned int n_fwd[KG_MAX_PORTS], n_ans[KG_MAX_PORTS];
 	uint64_t out_bytes[KG_MAX_PORTS];  /* the bytes of fwd[e] and ans[e] */
 	/* The burst's IPv4 addresses (host order) and their next hops: frame
-	 * i's destination at [i], its source at [nb + sx] (sxtot below). A
-	 * source is listed once for a run of frames that share it. */
+	 * i's destination at [i], its source at [sx], nb <= sx (sxtot below).
+	 * A source is listed once for a run of frames that share it. */
 	uint64_t nhs[2 * KG_BURST_MAX];
 	uint32_t ips[2 * KG_BURST_MAX];
 	/* frame i's sx << 16 | the IP length kg_fast4_hdr gave (0: not for
@@ -254,7 +255,7 @@ rx_slow(struct rx_burst *b, struct rte_mbuf *m, unsigned int i)
 	if (unlikely(m->nb_segs > 1))
 		frame = kg_segs_head(m, head, &flen, &cap);
 	pre[0] = b->nhs[i];
-	pre[1] = b->nhs[b->nb + (b->sxtot[i] >> 16)];
+	pre[1] = b->nhs[b->sxtot[i] >> 16];
 	switch (kg_classify_frame_pre(&kg_fib, b->pi, frame, flen,
 				      m->nb_segs == 1 ? pre : NULL, &v)) {
 	case KG_VERDICT_FORWARD: {
@@ -400,7 +401,7 @@ fast_run(struct rx_burst *b, uint32_t e)
 /* The run through `run` (NULL: none) on port e's list ends: its count and
  * its bytes (*bytes, then 0) are written back. Returns NULL. */
 static __rte_always_inline struct rte_mbuf **
-fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run, uint64_t *bytes)
+fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run, uint32_t *bytes)
 {
 	if (run) {
 		b->n_fwd[e] = (unsigned int)(run - b->fwd[e]);
@@ -419,22 +420,22 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 {
 	const unsigned int pi = ref->port;
 	struct kg_port *p = &kg.port[pi];
-	struct rte_mbuf *pkts[KG_BURST_MAX];
 	struct rx_burst b;
 	struct kg_port_counters *c = &kg_stats[lcore].port[pi];
 	unsigned int i, nb, out, ns;
 	uint64_t bytes = 0, mac, last_src;
 	/* the fast lane's memory of a burst (below) */
-	uint32_t def4, m_nh = KG_NH_NONE, m_mtu = 0, m_idx = 0, m_e = 0, m_sn = 0;
+	uint32_t def4, m_raw = KG_NH_NONE, m_nh = KG_NH_NONE, m_mtu = 0, m_idx = 0, m_e = 0;
+	uint32_t m_sn = 0;
 	uint64_t m_smac = UINT64_MAX;   /* no MAC: the first source is looked at */
 	fast_macs_t m_macs = { 0 };
 	struct rte_mbuf **run = NULL;   /* the next slot of m_e's list while a run forwards */
-	uint64_t run_bytes = 0;         /* the bytes of that run so far */
+	uint32_t run_bytes = 0;         /* the bytes of that run so far */
 	bool fast;
 
 	if (!load_acquire(&p->started))
 		return 0;
-	nb = rte_eth_rx_burst(p->port_id, ref->queue, pkts, kg.burst);
+	nb = rte_eth_rx_burst(p->port_id, ref->queue, b.pkts, kg.burst);
 	if (nb == 0)
 		return 0;
 	ctr_add(&c->rx_packets, nb);
@@ -442,8 +443,8 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	if (unlikely(!load_acquire(&p->admin_up))) {
 		/* vEthN is down: the port takes no traffic. Only ports that
 		 * cannot be stopped and restarted get here. */
-		ctr_add(&c->rx_bytes, burst_bytes(pkts, nb));
-		drop_bulk(c, KG_DROP_PORT_DOWN_RX, pkts, nb);
+		ctr_add(&c->rx_bytes, burst_bytes(b.pkts, nb));
+		drop_bulk(c, KG_DROP_PORT_DOWN_RX, b.pkts, nb);
 		return nb;
 	}
 	b.lcore = lcore;
@@ -469,15 +470,19 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	mac = kg_load64(&kg_fib.port_mac[pi]);
 	fast = kg_fib.fwd4[pi] && !(mac & 1);
 	b.nb = nb;
-	ns = 0;
+	ns = nb;        /* the next source's place in ips[] */
 	last_src = UINT64_MAX;
 	if (likely(fast)) {
 		/* (a loop of its own: one loop testing `fast` on each frame
 		 * forwarded about 2% less in alternating runs) */
 		for (i = 0; i < nb; i++) {
-			struct rte_mbuf *m = pkts[i];
+			struct rte_mbuf *m = b.pkts[i];
 			const uint8_t *fr = rte_pktmbuf_mtod(m, const uint8_t *);
-			uint32_t len = rte_pktmbuf_data_len(m), ip2[2], tot;
+			/* a chain is read as if it had no headers: not for the
+			 * fast lane, and its addresses are not looked up here
+			 * (rx_slow reads them) */
+			uint32_t len = likely(m->nb_segs == 1) ? rte_pktmbuf_data_len(m) : 0;
+			uint32_t ip2[2], tot;
 
 			bytes += m->pkt_len;
 			kg_pre4_addrs(fr, len, ip2);
@@ -485,38 +490,38 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 			b.ips[i] = ip2[0];
 			if (ip2[1] != last_src) {
 				last_src = ip2[1];
-				b.ips[nb + ns++] = ip2[1];
+				b.ips[ns++] = ip2[1];
 			}
-			b.sxtot[i] = (ns - 1) << 16 | (likely(m->nb_segs == 1) ? tot : 0);
+			b.sxtot[i] = (ns - 1) << 16 | tot;
 		}
 	} else {
 		for (i = 0; i < nb; i++) {
 			uint32_t ip2[2];
 
-			bytes += pkts[i]->pkt_len;
-			kg_pre4_addrs(rte_pktmbuf_mtod(pkts[i], const uint8_t *),
-				      rte_pktmbuf_data_len(pkts[i]), ip2);
+			bytes += b.pkts[i]->pkt_len;
+			kg_pre4_addrs(rte_pktmbuf_mtod(b.pkts[i], const uint8_t *),
+				      rte_pktmbuf_data_len(b.pkts[i]), ip2);
 			b.ips[i] = ip2[0];
 			if (ip2[1] != last_src) {
 				last_src = ip2[1];
-				b.ips[nb + ns++] = ip2[1];
+				b.ips[ns++] = ip2[1];
 			}
 			b.sxtot[i] = (ns - 1) << 16;
 		}
 	}
 	ctr_add(&c->rx_bytes, bytes);
-	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)(nb + ns));
+	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)ns);
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
 	if (b.dns) {
 		for (i = 0; i < nb; i++) {
-			const uint8_t *fr = rte_pktmbuf_mtod(pkts[i], const uint8_t *);
-			uint32_t flen = rte_pktmbuf_data_len(pkts[i]);
+			const uint8_t *fr = rte_pktmbuf_mtod(b.pkts[i], const uint8_t *);
+			uint32_t flen = rte_pktmbuf_data_len(b.pkts[i]);
 
 			/* IPv4 to a local address (its lookup is done), or IPv6:
 			 * forwarded frames are passed over at once */
 			b.dparsed[i] = KG_DNS_NOT_DNS;
-			if (pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
+			if (b.pkts[i]->nb_segs != 1 || flen < RTE_ETHER_HDR_LEN ||
 			    (b.nhs[i] != KG_PUNT_LOCAL && !(fr[12] == 0x86 && fr[13] == 0xdd)))
 				continue;
 			b.dparsed[i] = (uint8_t)kg_dns_parse(b.dns, fr, flen, &b.dq[i]);
@@ -545,28 +550,37 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	 * classifier takes a frame (it may add to the same list), at the end. */
 	def4 = __atomic_load_n(&kg_fib.default4, __ATOMIC_RELAXED);
 	for (i = 0; i < nb; i++) {
-		struct rte_mbuf *m = pkts[i];
+		struct rte_mbuf *m = b.pkts[i];
 		uint32_t tot = b.sxtot[i] & 0xffff, nh = (uint32_t)b.nhs[i], sn, len;
 		uint8_t *frame;
 		uint64_t smac;
 
 		if (unlikely(tot == 0))
 			goto slow;
-		if (unlikely(nh == KG_PUNT_NO_ROUTE))
-			nh = def4;
-		if (unlikely(nh != m_nh)) {
-			run = fast_run_end(&b, m_e, run, &run_bytes);
-			m_nh = nh;
-			m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_macs);
+		if (unlikely(nh != m_raw)) {
+			/* rte_fib's answer (m_raw), then the next hop it stands
+			 * for: the default route's where it found no route */
+			m_raw = nh;
+			if (nh == KG_PUNT_NO_ROUTE)
+				nh = def4;
+			if (nh != m_nh) {
+				run = fast_run_end(&b, m_e, run, &run_bytes);
+				m_nh = nh;
+				m_mtu = fast_nexthop(&b, nh, &m_idx, &m_e, &m_macs);
+			}
 		}
-		sn = (uint32_t)b.nhs[nb + (b.sxtot[i] >> 16)];
-		if (unlikely(tot > m_mtu || sn == KG_PUNT_LOCAL))
+		if (unlikely(tot > m_mtu))
 			goto slow;
+		sn = (uint32_t)b.nhs[b.sxtot[i] >> 16];
 		frame = rte_pktmbuf_mtod(m, uint8_t *);
 		smac = kg_mac48(frame + RTE_ETHER_ADDR_LEN);
 		if (unlikely(sn != m_sn || smac != m_smac)) {
 			uint32_t moved, heard;
 
+			/* a source of ours is the classifier's (m_sn never is:
+			 * its frames never get here) */
+			if (sn == KG_PUNT_LOCAL)
+				goto slow;
 			m_sn = sn;
 			m_smac = smac;
 			kg_src_liveness(&kg_fib, pi, frame, sn, &moved, &heard);

@@ -128,6 +128,41 @@ def test_checksum_rewrite_is_linux_bytes_at_every_carry():
     assert tried == 19
 
 
+def test_checksum_rewrite_is_linux_bytes_for_every_checksum():
+    """Every value a valid header's checksum field can hold (all but
+    0xffff), at the lowest, a middle and the highest TTL forwarded: the
+    rewrite's TTL and checksum bytes are Linux's, and the protocol byte is
+    untouched."""
+    def fold(x):
+        while x >> 16:
+            x = (x & 0xFFFF) + (x >> 16)
+        return x
+
+    eth = bytes(ether())[:12] + bytes([0x08, 0x00])
+    src, dst = bytes([10, 0, 0, 2]), bytes([10, 2, 3, 4])
+    # a UDP header and 18 bytes: the 60 bytes kg_rewrite takes
+    udp = bytes([0x04, 0xD2, 0x00, 0x50, 0x00, 26, 0x00, 0x00]) + b"x" * 18
+    v = ffi.new("struct kg_verdict *")
+    buf = ffi.new("unsigned char[]", 60)
+    checked = 0
+    for ttl in (2, 64, 255):
+        # the header's words but the id's and the checksum's
+        s0 = fold(0x4500 + 46 + (ttl << 8 | 17) + 0x0A00 + 0x0002 + 0x0A02 + 0x0304)
+        for want in range(0xFFFF):
+            ident = fold((~want & 0xFFFF) + (~s0 & 0xFFFF))
+            hdr = bytes([0x45, 0, 0, 46, ident >> 8, ident & 0xFF, 0, 0, ttl, 17,
+                         want >> 8, want & 0xFF]) + src + dst
+            buf[0:60] = eth + hdr + udp
+            lib.kg_classify(0, buf, 60, v)
+            assert v.action == lib.KG_VERDICT_FORWARD, (ttl, hex(want))
+            assert lib.kg_rewrite(buf, 60, v) == 60
+            out = bytes(ffi.buffer(buf, 60))
+            assert out[22:26] == bytes([ttl - 1, 17]) + linux_decrease_ttl_check(want >> 8, want & 0xFF), \
+                (ttl, hex(want), out[22:26].hex())
+            checked += 1
+    assert checked == 3 * 0xFFFF
+
+
 def test_ethernet_padding_is_removed():
     f = frame4(payload=b"")          # 42 bytes; padded to 60 on the wire
     padded = f + b"\x00" * (60 - len(f))
