@@ -209,9 +209,9 @@ struct rx_burst {
 	struct rte_mbuf *ans[KG_MAX_PORTS][KG_BURST_MAX];
 };
 
-/* m goes out of port e: onto e's list of the burst (answer: its DNS answers'). */
+/* Port e's lists of the burst, set up by the first frame that goes out of e. */
 static __rte_always_inline void
-rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
+out_open(struct rx_burst *b, unsigned int e)
 {
 	if (!(b->fwd_mask & (1u << e))) {
 		b->fwd_mask |= 1u << e;
@@ -219,6 +219,13 @@ rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
 		b->n_ans[e] = 0;
 		b->out_bytes[e] = 0;
 	}
+}
+
+/* m goes out of port e: onto e's list of the burst (answer: its DNS answers'). */
+static __rte_always_inline void
+rx_out(struct rx_burst *b, unsigned int e, struct rte_mbuf *m, bool answer)
+{
+	out_open(b, e);
 	b->out_bytes[e] += m->pkt_len;
 	if (answer)
 		b->ans[e][b->n_ans[e]++] = m;
@@ -384,17 +391,11 @@ fast_nexthop(const struct rx_burst *b, uint32_t nh, uint32_t *idx, uint32_t *e,
 }
 
 /* The fast lane starts (or resumes) a run of frames out of port e: where
- * the next goes on e's list, which is set up first if the burst had none
- * for e (as rx_out does). */
+ * the next goes on e's list. */
 static __rte_always_inline struct rte_mbuf **
 fast_run(struct rx_burst *b, uint32_t e)
 {
-	if (!(b->fwd_mask & (1u << e))) {
-		b->fwd_mask |= 1u << e;
-		b->n_fwd[e] = 0;
-		b->n_ans[e] = 0;
-		b->out_bytes[e] = 0;
-	}
+	out_open(b, e);
 	return &b->fwd[e][b->n_fwd[e]];
 }
 
@@ -642,10 +643,10 @@ slow:
  * Reading vEthN is a system call even when it has nothing. While the lcore
  * is busy (its previous pass did work) vEthN is read at most once per
  * KG_EXC_POLL_US, so that a loaded lcore does not pay a syscall per burst;
- * the kernel's frames then wait at most that long (and a few passes: an
+ * the kernel's frames then wait at most that long, and a few passes: an
  * lcore busy with other stages reads the clock only every
- * KG_EXC_CLOCK_PASSES passes, now 0 on the others). An unloaded lcore
- * reads it on every pass. */
+ * KG_EXC_CLOCK_PASSES passes (now is 0 on the passes between). An unloaded
+ * lcore reads it on every pass. */
 static unsigned int
 stage_exc(unsigned int lcore, struct kg_port *p, unsigned int pi, bool busy,
 	  uint64_t now)
