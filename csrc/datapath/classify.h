@@ -385,23 +385,39 @@ kg_classify_ipv6(const struct kg_fib *f, unsigned int in, const struct rte_ether
 	return kg_nexthop(f, nh, hash, plen + sizeof(*ip), 1, v);
 }
 
-/* The IPv4 addresses the classifier will look up in a frame (destination,
- * source), for a lookup of a whole burst at once (kg_lookup4_burst); zeros
- * for a frame that is not IPv4 or too short (its verdict does not use them). */
-static inline void
-kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
+/* Whether a frame is one whose IPv4 addresses the classifier looks up:
+ * long enough for the Ethernet and IPv4 headers, of type IPv4. */
+static __rte_always_inline bool
+kg_pre4_frame(const uint8_t *frame, uint32_t len)
 {
 	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 
-	if (len >= sizeof(*eth) + sizeof(struct rte_ipv4_hdr) &&
-	    eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
-		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+	return len >= sizeof(*eth) + sizeof(struct rte_ipv4_hdr) &&
+	       eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4);
+}
+
+/* The IPv4 addresses the classifier will look up in a frame (destination,
+ * source), for a lookup of a whole burst at once (kg_lookup4_burst); zeros
+ * for a frame that is not IPv4 or too short (its verdict does not use them).
+ * v4: kg_pre4_frame's answer. */
+static __rte_always_inline void
+kg_pre4_addrs_v4(const uint8_t *frame, bool v4, uint32_t *ips)
+{
+	if (v4) {
+		const struct rte_ipv4_hdr *ip =
+			(const struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
 
 		ips[0] = kg_ntoh32(ip->dst_addr);
 		ips[1] = kg_ntoh32(ip->src_addr);
 	} else {
 		ips[0] = ips[1] = 0;
 	}
+}
+
+static inline void
+kg_pre4_addrs(const uint8_t *frame, uint32_t len, uint32_t *ips)
+{
+	kg_pre4_addrs_v4(frame, kg_pre4_frame(frame, len), ips);
 }
 
 /* The verdict for one frame received on port index `in`. pre: the next
@@ -493,16 +509,17 @@ static const uint8_t kg_v4_special_octet[256] = {
  * on the port (the caller checks that once a burst). kg_classify_fast
  * (tests) and the fuzzer hold kg_fast4 to the classifier. */
 static __rte_always_inline uint32_t
-kg_fast4_hdr(uint64_t mac, const uint8_t *frame, uint32_t len, uint32_t dst, uint32_t src)
+kg_fast4_hdr_v4(uint64_t mac, const uint8_t *frame, bool v4, uint32_t len, uint32_t dst,
+		uint32_t src)
 {
 	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)frame;
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 	uint64_t w;
 	uint32_t tot;
 
-	/* the length and type tested as kg_pre4_addrs tests them: where both
-	 * run on a frame, the compiler tests them once */
-	if (len < sizeof(*eth) + sizeof(*ip) || eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4))
+	/* the length and type, as kg_pre4_addrs tests them (v4: the rx stage
+	 * tests them once for both) */
+	if (!v4)
 		return 0;
 	memcpy(&w, frame, 8);
 	w ^= rte_cpu_to_le_64(mac);
@@ -522,6 +539,12 @@ kg_fast4_hdr(uint64_t mac, const uint8_t *frame, uint32_t len, uint32_t dst, uin
 	    (kg_v4_special_octet[dst >> 24] | kg_v4_special_octet[src >> 24]) != 0)
 		return 0;
 	return tot;
+}
+
+static __rte_always_inline uint32_t
+kg_fast4_hdr(uint64_t mac, const uint8_t *frame, uint32_t len, uint32_t dst, uint32_t src)
+{
+	return kg_fast4_hdr_v4(mac, frame, kg_pre4_frame(frame, len), len, dst, src);
 }
 
 static __rte_always_inline uint64_t
