@@ -31,7 +31,8 @@
 #define KG_EXC_POLL_US 50 /* vEthN read interval of a busy lcore, see stage_exc */
 #define KG_EXC_CLOCK_PASSES 8 /* a busy lcore reads the clock for it every 8 passes */
 _Static_assert((KG_EXC_CLOCK_PASSES & (KG_EXC_CLOCK_PASSES - 1)) == 0, "a power of 2");
-#define KG_QUIET_PASSES 4 /* a busy lcore polls stages that found nothing every 4 passes */
+#define KG_QUIET_PASSES 4 /* exception and tx stages that found nothing, polled every 4 passes
+			   while the lcore's rx stages have frames (kg_lcore_loop) */
 _Static_assert((KG_QUIET_PASSES & (KG_QUIET_PASSES - 1)) == 0, "a power of 2");
 #define KG_CACHE_RENEW_MS 1000 /* an lcore's mbuf cache goes back to the pool, see cache_renew */
 #ifndef KG_POOL_HOT
