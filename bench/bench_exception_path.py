@@ -85,8 +85,8 @@ def idle_cpu(extra=(), seconds: float = 5.0) -> dict:
 def ping_rtt(dst: str, count: int = 300) -> float:
     r = sh("ping", "-n", "-q", "-c", str(count), "-i", "0.005", "-W", "1", dst, ns=PEER, check=False)
     m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
-    loss = re.search(r"(\d+)% packet loss", r.stdout)
-    if not m or loss.group(1) != "0":
+    loss = re.search(r" ([\d.]+)% packet loss", r.stdout)
+    if not m or not loss or float(loss.group(1)) != 0:
         raise RuntimeError(f"ping failed: {r.stdout} {r.stderr}")
     return float(m.group(1)) * 1000.0
 

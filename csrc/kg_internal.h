@@ -124,6 +124,8 @@ struct kg_dp {
 	void **withheld;                      /* setup: w; mbufs kept out of the pool */
 	unsigned int nb_withheld;             /* (eal.c, umem_fit) */
 	unsigned int burst;                   /* setup: w */
+	unsigned int quiet_mask;              /* setup: w; KG_QUIET_PASSES - 1, or 0 (no pass
+						 skipped) where the fifos are too small for it */
 	unsigned int idle_sleep_us;           /* setup: w */
 	uint64_t exc_poll_cycles;             /* setup: w; KG_EXC_POLL_US in TSC cycles */
 	uint64_t cache_renew_cycles;          /* setup: w; KG_CACHE_RENEW_MS in TSC cycles */

@@ -285,6 +285,10 @@ kg_setup(struct kg_config *cfg, char *err, unsigned int errlen)
 		nb_lcores += kg.lcore[i].active;
 
 	kg.burst = cfg->burst;
+	/* quiet passes (kg_lcore_loop) only where a fifo holds twice what
+	 * producers at full bursts put in while its consumer passes it over:
+	 * --fifo-size 64 with bursts of 32 does not */
+	kg.quiet_mask = cfg->fifo_size >= 2 * KG_QUIET_PASSES * cfg->burst ? KG_QUIET_PASSES - 1 : 0;
 	kg.idle_sleep_us = cfg->idle_sleep_us;
 	kg.exc_poll_cycles = rte_get_tsc_hz() / 1000000 * KG_EXC_POLL_US;
 	kg.cache_renew_cycles = rte_get_tsc_hz() / 1000 * KG_CACHE_RENEW_MS;

@@ -779,7 +779,7 @@ kg_lcore_loop(void *arg)
 	unsigned int lcore = rte_lcore_id();
 	const struct kg_lcore *lc = &kg.lcore[lcore];
 	unsigned int idle = 0, sleep_us = 1, i, passes = 0;
-	const unsigned int max_sleep = kg.idle_sleep_us;
+	const unsigned int max_sleep = kg.idle_sleep_us, quiet_mask = kg.quiet_mask;
 	uint64_t renew = rte_rdtsc() + kg.cache_renew_cycles;
 	bool busy = false, exc_busy = false, other_busy = false;
 
@@ -799,8 +799,9 @@ kg_lcore_loop(void *arg)
 		 * poll (of both together) found nothing: their rings' frames
 		 * then wait at most that many passes, and each drains up to
 		 * that many bursts a pass. Empty, their polls took about 1.5%
-		 * of a forwarding lcore's cycles (perf), 0.4% so. */
-		if (work && !other_busy && (passes & (KG_QUIET_PASSES - 1)) != 0)
+		 * of a forwarding lcore's cycles (perf), 0.4% so. Not where
+		 * the fifos are small for it (quiet_mask 0: eal.c). */
+		if (work && !other_busy && (passes & quiet_mask) != 0)
 			goto polled;
 		w = 0;
 		if (lc->n_exc) {
