@@ -9,6 +9,7 @@ test unless it is one of the deliberate differences the README lists
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -291,14 +292,18 @@ def test_readme_responder_commands_as_written():
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "set", "lo", "up", ns=ns)
+        # a session of its own, ended whole below: sh runs the responder
+        # as its child, which outlived the terminated sh (one left
+        # behind, still listening, every run)
         p = subprocess.Popen(["ip", "netns", "exec", ns, "sh", "-c", cmds[1]], cwd=TOP,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
         try:
             assert p.stdout.readline().strip() == "ready"
             out = sh("dig", "@127.0.0.1", "-p", "5300", "+time=2", "+tries=1", "www.example.test", ns=ns).stdout
             assert re.search(r"host\.example\.test\.\s+300\s+IN\s+A\s+192\.168\.0\.80", out), out
         finally:
-            p.terminate()
+            os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=10)
     finally:
         sh("ip", "netns", "del", ns, check=False)
